@@ -1,0 +1,1 @@
+"""Acquirer adapters: one module per acquirer, all speaking adapters.base."""

@@ -1,0 +1,1 @@
+"""The built-in sandbox acquirer (a real HTTP server) and its adapter."""

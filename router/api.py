@@ -1,0 +1,191 @@
+"""HTTP handlers: authenticate, parse, call the orchestrator, render.
+
+No payment logic lives here; a handler is a few lines around a plain async
+function that tests call directly.  The middleware turns every failure into
+problem+json, so a caller never sees a stack trace.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any, TypeVar
+
+import orjson
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from router import orchestrator
+from router.auth import authenticate
+from router.idempotency.flow import ApiResult
+from router.keys import RUNTIME
+from router.models import CapturePayment, CreatePayment, CreateRefund, VoidPayment
+from router.openapi import openapi_document
+from router.pan import json_contains_pan
+from router.problems import Problem
+from router.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+M = TypeVar("M", bound=BaseModel)
+
+_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+_ID = re.compile(r"^[a-z]{2,4}_[0-9a-f]{24}$")
+
+
+@web.middleware
+async def problem_middleware(
+    request: web.Request, handler: Any
+) -> web.StreamResponse:
+    try:
+        response: web.StreamResponse = await handler(request)
+        return response
+    except Problem as problem:
+        return problem.response()
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = {
+            404: "not_found",
+            405: "method_not_allowed",
+            413: "body_too_large",
+        }.get(exc.status, "http_error")
+        return Problem(exc.status, code, exc.reason).response()
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return Problem(500, "internal_error", "an internal error occurred").response()
+
+
+def _rt(request: web.Request) -> Runtime:
+    return request.app[RUNTIME]
+
+
+def _caller(request: web.Request) -> str:
+    return authenticate(_rt(request).config, request.headers.get("Authorization"))
+
+
+def _idempotency_key(request: web.Request) -> str:
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        raise Problem(400, "idempotency_key_missing",
+                      "every mutating request needs an Idempotency-Key header")
+    if not _IDEMPOTENCY_KEY.match(key):
+        raise Problem(400, "idempotency_key_invalid",
+                      "Idempotency-Key must be 1-255 printable ASCII characters")
+    return key
+
+
+async def _body(request: web.Request, model: type[M]) -> M:
+    raw = await request.read()
+    try:
+        data = orjson.loads(raw) if raw else {}
+    except orjson.JSONDecodeError as exc:
+        raise Problem(400, "invalid_json", f"the body is not valid JSON: {exc.msg}") from None
+    if json_contains_pan(data):
+        raise Problem(
+            400, "raw_card_number_refused",
+            "the request contains what looks like a card number; send a payment method "
+            "token instead. The request was not stored or logged.",
+        )
+    if not isinstance(data, dict):
+        raise Problem(400, "invalid_json", "the body must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        errors = [
+            {"field": ".".join(str(p) for p in err["loc"]) or "(body)",
+             "message": err["msg"].removeprefix("Value error, ")}
+            for err in exc.errors(include_url=False, include_input=False)
+        ]
+        raise Problem(
+            400, "invalid_request", f"{len(errors)} field(s) are invalid", errors=errors
+        ) from None
+
+
+def _path_id(request: web.Request, name: str) -> str:
+    value = request.match_info[name]
+    if not _ID.match(value):
+        raise Problem(404, f"{name.removesuffix('_id')}_not_found", "no such object")
+    return value
+
+
+def render(result: ApiResult) -> web.Response:
+    headers = dict(result.headers)
+    if result.replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return web.Response(
+        status=result.status,
+        body=orjson.dumps(result.body),
+        content_type=result.content_type,
+        headers=headers,
+    )
+
+
+def _json(data: BaseModel | dict[str, Any], status: int = 200) -> web.Response:
+    body = data.model_dump(mode="json") if isinstance(data, BaseModel) else data
+    return web.Response(status=status, body=orjson.dumps(body), content_type="application/json")
+
+
+# -------------------------------------------------------------------- handlers
+
+
+async def create_payment(request: web.Request) -> web.Response:
+    caller, key = _caller(request), _idempotency_key(request)
+    body = await _body(request, CreatePayment)
+    return render(await orchestrator.create_payment(_rt(request), caller, key, body))
+
+
+async def capture_payment(request: web.Request) -> web.Response:
+    caller, key = _caller(request), _idempotency_key(request)
+    payment_id = _path_id(request, "payment_id")
+    body = await _body(request, CapturePayment)
+    return render(
+        await orchestrator.capture_payment(_rt(request), caller, key, payment_id, body)
+    )
+
+
+async def void_payment(request: web.Request) -> web.Response:
+    caller, key = _caller(request), _idempotency_key(request)
+    payment_id = _path_id(request, "payment_id")
+    await _body(request, VoidPayment)
+    return render(await orchestrator.void_payment(_rt(request), caller, key, payment_id))
+
+
+async def refund_payment(request: web.Request) -> web.Response:
+    caller, key = _caller(request), _idempotency_key(request)
+    payment_id = _path_id(request, "payment_id")
+    body = await _body(request, CreateRefund)
+    return render(
+        await orchestrator.refund_payment(_rt(request), caller, key, payment_id, body)
+    )
+
+
+async def get_payment(request: web.Request) -> web.Response:
+    caller = _caller(request)
+    payment_id = _path_id(request, "payment_id")
+    return _json(await orchestrator.get_payment(_rt(request), caller, payment_id))
+
+
+async def get_refund(request: web.Request) -> web.Response:
+    caller = _caller(request)
+    refund_id = _path_id(request, "refund_id")
+    return _json(await orchestrator.get_refund(_rt(request), caller, refund_id))
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return _json(openapi_document())
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return _json({"status": "ok"})
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/v1/payments", create_payment)
+    app.router.add_get("/v1/payments/{payment_id}", get_payment)
+    app.router.add_post("/v1/payments/{payment_id}/capture", capture_payment)
+    app.router.add_post("/v1/payments/{payment_id}/void", void_payment)
+    app.router.add_post("/v1/payments/{payment_id}/refunds", refund_payment)
+    app.router.add_get("/v1/refunds/{refund_id}", get_refund)
+    app.router.add_get("/openapi.json", openapi)
+    app.router.add_get("/healthz", healthz)

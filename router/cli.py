@@ -1,0 +1,92 @@
+"""``payrouter``: serve the router, run a sandbox acquirer, check configs."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+from aiohttp import web
+
+from router.config import DEMO_CONFIG, ConfigError, load_config
+
+
+def _uvloop() -> None:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - optional speed-up
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from router.app import create_app
+
+    config = load_config(args.config)
+    host = args.host or config.server.host
+    port = args.port if args.port is not None else config.server.port
+    _uvloop()
+    print(f"payrouter listening on http://{host}:{port}  (config: {args.config})", flush=True)
+    web.run_app(create_app(config), host=host, port=port, print=None, access_log=None)
+    return 0
+
+
+def _sandbox(args: argparse.Namespace) -> int:
+    from adapters.sandbox.server import create_sandbox_app
+
+    _uvloop()
+    print(f"sandbox acquirer {args.name} listening on http://{args.host}:{args.port}", flush=True)
+    web.run_app(
+        create_sandbox_app(args.name, api_key=args.api_key),
+        host=args.host, port=args.port, print=None, access_log=None,
+        handler_cancellation=True,
+    )
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    config = load_config(args.file)
+    print(f"{args.file}: OK ({len(config.acquirers)} acquirers, "
+          f"{len(config.callers)} callers, store {config.store.kind})")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="payrouter", description=__doc__)
+    sub = top.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the router")
+    serve.add_argument("--config", type=Path, default=DEMO_CONFIG)
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.set_defaults(func=_serve)
+
+    sandbox = sub.add_parser("sandbox", help="run a sandbox acquirer")
+    sandbox.add_argument("--port", type=int, required=True)
+    sandbox.add_argument("--host", default="127.0.0.1")
+    sandbox.add_argument("--name", default="sandbox")
+    sandbox.add_argument("--api-key", default=None, help="require this bearer key")
+    sandbox.set_defaults(func=_sandbox)
+
+    config = sub.add_parser("config", help="configuration tools")
+    config_sub = config.add_subparsers(dest="config_command", required=True)
+    validate = config_sub.add_parser("validate", help="check a config file")
+    validate.add_argument("file", type=Path)
+    validate.set_defaults(func=_validate)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    args = parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(exc.report(), file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

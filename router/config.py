@@ -1,0 +1,208 @@
+"""Configuration: YAML validated by pydantic, secrets only from the environment.
+
+A secret field in the YAML is written ``{env: NAME}``; a literal value there is
+refused, so a config file can be committed and shared without leaking keys.
+Every error names the file, the dotted path inside it and the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+DEMO_CONFIG = Path(__file__).resolve().parent.parent / "config" / "demo.yaml"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class EnvSecret(Strict):
+    """``{env: NAME}``: resolved when the config is loaded, never stored in it."""
+
+    env: Annotated[str, Field(pattern=r"^[A-Z_][A-Z0-9_]*$")]
+    value: str = Field("", exclude=True, repr=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_literals(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            raise ValueError("secrets are never written in the file: use {env: VARIABLE_NAME}")
+        return data
+
+    def get(self) -> str:
+        return self.value
+
+
+def _resolve_secrets(data: Any, environ: dict[str, str] | os._Environ[str], path: str) -> Any:
+    """Fill ``{env: NAME}`` mappings from the environment before validation."""
+    if isinstance(data, dict):
+        if "env" in data and set(data) != {"env"}:
+            raise ConfigError([(path, "a secret reference is exactly {env: VARIABLE_NAME}")])
+        if set(data) == {"env"} and isinstance(data["env"], str):
+            name = data["env"]
+            if name not in environ:
+                raise ConfigError([(path, f"environment variable {name} is not set")])
+            return {"env": name, "value": environ[name]}
+        return {k: _resolve_secrets(v, environ, f"{path}.{k}" if path else str(k))
+                for k, v in data.items()}
+    if isinstance(data, list):
+        return [_resolve_secrets(v, environ, f"{path}[{i}]") for i, v in enumerate(data)]
+    return data
+
+
+class ServerConfig(Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    max_body_bytes: int = Field(64 * 1024, ge=1024, le=10 * 1024 * 1024)
+
+
+class StoreConfig(Strict):
+    kind: Literal["memory", "redis"] = "memory"
+    url: str | None = Field(
+        None, description="redis://, rediss://, redis+sentinel://, redis+cluster://"
+    )
+    password: EnvSecret | None = None
+    ttl_s: int = Field(24 * 3600, ge=60, le=30 * 24 * 3600)
+    op_timeout_s: float = Field(1.0, gt=0, le=30)
+
+    @model_validator(mode="after")
+    def _url_for_redis(self) -> StoreConfig:
+        if self.kind == "redis" and not self.url:
+            raise ValueError("store.url is required when kind is redis")
+        return self
+
+
+class Timeouts(Strict):
+    connect_s: float = Field(2.0, gt=0, le=60)
+    read_s: float = Field(10.0, gt=0, le=120)
+
+
+class AcquirerConfig(Strict):
+    kind: Literal["sandbox"]
+    base_url: str | None = None
+    embedded: bool = False
+    api_key: EnvSecret | None = None
+    timeouts: Timeouts = Timeouts()
+    test_mode: bool = True
+
+    @model_validator(mode="after")
+    def _where(self) -> AcquirerConfig:
+        if self.embedded == bool(self.base_url):
+            raise ValueError("give exactly one of base_url or embedded: true")
+        if self.embedded and self.kind != "sandbox":
+            raise ValueError("only sandbox acquirers can be embedded")
+        if self.base_url and not re.match(r"^https?://", self.base_url):
+            raise ValueError("base_url must start with http:// or https://")
+        return self
+
+
+class CallerConfig(Strict):
+    api_key_sha256: list[Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]] = Field(min_length=1)
+
+
+class RoutingConfig(Strict):
+    default: list[str] = Field(min_length=1, description="acquirers in priority order")
+
+
+class PaymentsConfig(Strict):
+    deadline_s: float = Field(20.0, gt=0, le=120, description="whole request, failover included")
+    same_acquirer_replays: int = Field(2, ge=0, le=10)
+    lease_s: float = Field(60.0, gt=0, le=600)
+
+
+class ReconcilerConfig(Strict):
+    interval_s: float = Field(5.0, gt=0, le=3600)
+    first_check_s: float = Field(2.0, ge=0, le=3600)
+    max_backoff_s: float = Field(300.0, gt=0, le=86400)
+
+
+class Config(Strict):
+    server: ServerConfig = ServerConfig()
+    store: StoreConfig = StoreConfig()
+    callers: dict[str, CallerConfig] = Field(min_length=1)
+    acquirers: dict[str, AcquirerConfig] = Field(min_length=1)
+    routing: RoutingConfig
+    payments: PaymentsConfig = PaymentsConfig()
+    reconciler: ReconcilerConfig = ReconcilerConfig()
+
+    @field_validator("acquirers", "callers")
+    @classmethod
+    def _names(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for name in value:
+            if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,39}", name):
+                raise ValueError(f"name {name!r} must match [a-z0-9][a-z0-9_-]{{0,39}}")
+        return value
+
+    @model_validator(mode="after")
+    def _references(self) -> Config:
+        for name in self.routing.default:
+            if name not in self.acquirers:
+                raise ValueError(f"routing.default names unknown acquirer {name!r}")
+        if self.payments.lease_s < 2 * self.payments.deadline_s:
+            raise ValueError("payments.lease_s must be at least twice payments.deadline_s")
+        return self
+
+
+class ConfigError(Exception):
+    """Carries (path, reason) pairs; str() is the human report."""
+
+    def __init__(self, problems: list[tuple[str, str]], source: str = "<config>") -> None:
+        self.problems = problems
+        self.source = source
+        super().__init__(self.report())
+
+    def report(self) -> str:
+        return "\n".join(f"{self.source}: {path or '(top)'}: {why}" for path, why in self.problems)
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def parse_config(
+    text: str, source: str = "<config>", environ: dict[str, str] | None = None
+) -> Config:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError([(where, f"invalid YAML: {getattr(exc, 'problem', exc)}")], source) from exc
+    if not isinstance(data, dict):
+        raise ConfigError([("", "the config must be a YAML mapping")], source)
+    try:
+        resolved = _resolve_secrets(data, os.environ if environ is None else environ, "")
+        return Config.model_validate(resolved)
+    except ConfigError as exc:
+        raise ConfigError(exc.problems, source) from None
+    except ValidationError as exc:
+        problems = [
+            (_loc(err["loc"]), err["msg"].removeprefix("Value error, "))
+            for err in exc.errors(include_url=False)
+        ]
+        raise ConfigError(problems, source) from None
+
+
+def load_config(path: str | Path, environ: dict[str, str] | None = None) -> Config:
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([("", f"cannot read file: {exc.strerror}")], str(file)) from exc
+    return parse_config(text, str(file), environ)
