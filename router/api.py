@@ -34,9 +34,7 @@ _ID = re.compile(r"^[a-z]{2,4}_[0-9a-f]{24}$")
 
 
 @web.middleware
-async def problem_middleware(
-    request: web.Request, handler: Any
-) -> web.StreamResponse:
+async def problem_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
     try:
         response: web.StreamResponse = await handler(request)
         return response
@@ -67,11 +65,15 @@ def _caller(request: web.Request) -> str:
 def _idempotency_key(request: web.Request) -> str:
     key = request.headers.get("Idempotency-Key")
     if key is None:
-        raise Problem(400, "idempotency_key_missing",
-                      "every mutating request needs an Idempotency-Key header")
+        raise Problem(
+            400, "idempotency_key_missing", "every mutating request needs an Idempotency-Key header"
+        )
     if not _IDEMPOTENCY_KEY.match(key):
-        raise Problem(400, "idempotency_key_invalid",
-                      "Idempotency-Key must be 1-255 printable ASCII characters")
+        raise Problem(
+            400,
+            "idempotency_key_invalid",
+            "Idempotency-Key must be 1-255 printable ASCII characters",
+        )
     return key
 
 
@@ -83,7 +85,8 @@ async def _body(request: web.Request, model: type[M]) -> M:
         raise Problem(400, "invalid_json", f"the body is not valid JSON: {exc.msg}") from None
     if json_contains_pan(data):
         raise Problem(
-            400, "raw_card_number_refused",
+            400,
+            "raw_card_number_refused",
             "the request contains what looks like a card number; send a payment method "
             "token instead. The request was not stored or logged.",
         )
@@ -93,8 +96,10 @@ async def _body(request: web.Request, model: type[M]) -> M:
         return model.model_validate(data)
     except ValidationError as exc:
         errors = [
-            {"field": ".".join(str(p) for p in err["loc"]) or "(body)",
-             "message": err["msg"].removeprefix("Value error, ")}
+            {
+                "field": ".".join(str(p) for p in err["loc"]) or "(body)",
+                "message": err["msg"].removeprefix("Value error, "),
+            }
             for err in exc.errors(include_url=False, include_input=False)
         ]
         raise Problem(
@@ -139,9 +144,7 @@ async def capture_payment(request: web.Request) -> web.Response:
     caller, key = _caller(request), _idempotency_key(request)
     payment_id = _path_id(request, "payment_id")
     body = await _body(request, CapturePayment)
-    return render(
-        await orchestrator.capture_payment(_rt(request), caller, key, payment_id, body)
-    )
+    return render(await orchestrator.capture_payment(_rt(request), caller, key, payment_id, body))
 
 
 async def void_payment(request: web.Request) -> web.Response:
@@ -155,9 +158,7 @@ async def refund_payment(request: web.Request) -> web.Response:
     caller, key = _caller(request), _idempotency_key(request)
     payment_id = _path_id(request, "payment_id")
     body = await _body(request, CreateRefund)
-    return render(
-        await orchestrator.refund_payment(_rt(request), caller, key, payment_id, body)
-    )
+    return render(await orchestrator.refund_payment(_rt(request), caller, key, payment_id, body))
 
 
 async def get_payment(request: web.Request) -> web.Response:

@@ -21,7 +21,9 @@ def authenticate(config: Config, authorization: str | None) -> str:
     """Return the caller id for an ``Authorization: Bearer <key>`` header."""
     if not authorization or not authorization.startswith("Bearer "):
         raise Problem(
-            401, "unauthenticated", "send Authorization: Bearer <api key>",
+            401,
+            "unauthenticated",
+            "send Authorization: Bearer <api key>",
             headers={"WWW-Authenticate": 'Bearer realm="payrouter"'},
         )
     presented = hash_key(authorization.removeprefix("Bearer ").strip()).encode()
@@ -32,7 +34,9 @@ def authenticate(config: Config, authorization: str | None) -> str:
                 found = caller
     if found is None:
         raise Problem(
-            401, "invalid_api_key", "the API key is not valid",
+            401,
+            "invalid_api_key",
+            "the API key is not valid",
             headers={"WWW-Authenticate": 'Bearer realm="payrouter", error="invalid_token"'},
         )
     return found

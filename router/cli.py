@@ -40,7 +40,10 @@ def _sandbox(args: argparse.Namespace) -> int:
     print(f"sandbox acquirer {args.name} listening on http://{args.host}:{args.port}", flush=True)
     web.run_app(
         create_sandbox_app(args.name, api_key=args.api_key),
-        host=args.host, port=args.port, print=None, access_log=None,
+        host=args.host,
+        port=args.port,
+        print=None,
+        access_log=None,
         handler_cancellation=True,
     )
     return 0
@@ -48,8 +51,10 @@ def _sandbox(args: argparse.Namespace) -> int:
 
 def _validate(args: argparse.Namespace) -> int:
     config = load_config(args.file)
-    print(f"{args.file}: OK ({len(config.acquirers)} acquirers, "
-          f"{len(config.callers)} callers, store {config.store.kind})")
+    print(
+        f"{args.file}: OK ({len(config.acquirers)} acquirers, "
+        f"{len(config.callers)} callers, store {config.store.kind})"
+    )
     return 0
 
 

@@ -56,8 +56,10 @@ def _resolve_secrets(data: Any, environ: dict[str, str] | os._Environ[str], path
             if name not in environ:
                 raise ConfigError([(path, f"environment variable {name} is not set")])
             return {"env": name, "value": environ[name]}
-        return {k: _resolve_secrets(v, environ, f"{path}.{k}" if path else str(k))
-                for k, v in data.items()}
+        return {
+            k: _resolve_secrets(v, environ, f"{path}.{k}" if path else str(k))
+            for k, v in data.items()
+        }
     if isinstance(data, list):
         return [_resolve_secrets(v, environ, f"{path}[{i}]") for i, v in enumerate(data)]
     return data
@@ -183,7 +185,9 @@ def parse_config(
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError([(where, f"invalid YAML: {getattr(exc, 'problem', exc)}")], source) from exc
+        raise ConfigError(
+            [(where, f"invalid YAML: {getattr(exc, 'problem', exc)}")], source
+        ) from exc
     if not isinstance(data, dict):
         raise ConfigError([("", "the config must be a YAML mapping")], source)
     try:

@@ -41,7 +41,9 @@ Metadata = Annotated[
 class RoutingHints(Strict):
     acquirer: str | None = Field(None, description="preferred acquirer, tried first")
     country: Annotated[str, Field(pattern=r"^[A-Z]{2}$")] | None = None
-    card_brand: Literal["visa", "mastercard", "amex", "discover", "jcb", "unionpay", "other"] | None = None
+    card_brand: (
+        Literal["visa", "mastercard", "amex", "discover", "jcb", "unionpay", "other"] | None
+    ) = None
     bin: Annotated[str, Field(pattern=r"^[0-9]{6,8}$")] | None = None
 
 

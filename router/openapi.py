@@ -58,12 +58,14 @@ def _errors(*codes: int) -> dict[str, Any]:
     return {str(c): _answer(meaning[c], "ProblemView", _PROBLEM) for c in codes}
 
 
-def _mutation(summary: str, body: str, ok: dict[str, Any], *errors: int,
-              path_param: bool = True) -> dict[str, Any]:
+def _mutation(
+    summary: str, body: str, ok: dict[str, Any], *errors: int, path_param: bool = True
+) -> dict[str, Any]:
     params: list[dict[str, Any]] = [_IDEMPOTENCY]
     if path_param:
-        params.append({"name": "payment_id", "in": "path", "required": True,
-                       "schema": {"type": "string"}})
+        params.append(
+            {"name": "payment_id", "in": "path", "required": True, "schema": {"type": "string"}}
+        )
     return {
         "post": {
             "summary": summary,
@@ -78,10 +80,21 @@ def _mutation(summary: str, body: str, ok: dict[str, Any], *errors: int,
 def openapi_document() -> dict[str, Any]:
     _, schemas = models_json_schema(
         [
-            (m, "validation" if m in (CreatePayment, CapturePayment, CreateRefund, VoidPayment)
-             else "serialization")
-            for m in (CreatePayment, CapturePayment, VoidPayment, CreateRefund, PaymentView,
-                      RefundView, ProblemView)
+            (
+                m,
+                "validation"
+                if m in (CreatePayment, CapturePayment, CreateRefund, VoidPayment)
+                else "serialization",
+            )
+            for m in (
+                CreatePayment,
+                CapturePayment,
+                VoidPayment,
+                CreateRefund,
+                PaymentView,
+                RefundView,
+                ProblemView,
+            )
         ],
         ref_template=_REF,
     )
@@ -91,8 +104,11 @@ def openapi_document() -> dict[str, Any]:
     }
     return {
         "openapi": "3.1.0",
-        "info": {"title": "payrouter", "version": __version__,
-                 "description": "One payment endpoint in front of many acquirers."},
+        "info": {
+            "title": "payrouter",
+            "version": __version__,
+            "description": "One payment endpoint in front of many acquirers.",
+        },
         "components": {
             "schemas": schemas["$defs"],
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
@@ -106,24 +122,47 @@ def openapi_document() -> dict[str, Any]:
                     "201": _answer("authorized, captured or declined", "PaymentView"),
                     "202": _answer("pending (next_action) or unknown", "PaymentView"),
                 },
-                409, 422, 502,
+                409,
+                422,
+                502,
                 path_param=False,
             ),
             "/v1/payments/{payment_id}": {
                 "get": {
                     "summary": "Get a payment",
-                    "parameters": [{"name": "payment_id", "in": "path", "required": True,
-                                    "schema": {"type": "string"}}],
-                    "responses": {"200": _answer("the payment", "PaymentView"),
-                                  **_errors(401, 404)},
+                    "parameters": [
+                        {
+                            "name": "payment_id",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        }
+                    ],
+                    "responses": {
+                        "200": _answer("the payment", "PaymentView"),
+                        **_errors(401, 404),
+                    },
                 }
             },
             "/v1/payments/{payment_id}/capture": _mutation(
-                "Capture an authorization (partial allowed)", "CapturePayment", payment_ok,
-                402, 404, 409, 422, 502,
+                "Capture an authorization (partial allowed)",
+                "CapturePayment",
+                payment_ok,
+                402,
+                404,
+                409,
+                422,
+                502,
             ),
             "/v1/payments/{payment_id}/void": _mutation(
-                "Void an authorization", "VoidPayment", payment_ok, 402, 404, 409, 422, 502,
+                "Void an authorization",
+                "VoidPayment",
+                payment_ok,
+                402,
+                404,
+                409,
+                422,
+                502,
             ),
             "/v1/payments/{payment_id}/refunds": _mutation(
                 "Refund a captured payment (partial allowed)",
@@ -132,15 +171,23 @@ def openapi_document() -> dict[str, Any]:
                     "201": _answer("succeeded or declined", "RefundView"),
                     "202": _answer("pending or unknown", "RefundView"),
                 },
-                404, 409, 422, 502,
+                404,
+                409,
+                422,
+                502,
             ),
             "/v1/refunds/{refund_id}": {
                 "get": {
                     "summary": "Get a refund",
-                    "parameters": [{"name": "refund_id", "in": "path", "required": True,
-                                    "schema": {"type": "string"}}],
-                    "responses": {"200": _answer("the refund", "RefundView"),
-                                  **_errors(401, 404)},
+                    "parameters": [
+                        {
+                            "name": "refund_id",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        }
+                    ],
+                    "responses": {"200": _answer("the refund", "RefundView"), **_errors(401, 404)},
                 }
             },
         },

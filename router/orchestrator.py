@@ -17,6 +17,7 @@ caller's retry resolves the attempt and gets the real answer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -118,7 +119,8 @@ async def _resolve(
             log.info("replay %d at %s did not resolve: %s", replay + 1, acquirer.name, exc.reason)
     try:
         return await invoke(
-            acquirer, lambda: acquirer.adapter.status(query),
+            acquirer,
+            lambda: acquirer.adapter.status(query),
             max(deadline.remaining(), RESOLVE_FLOOR_S),
         )
     except AcquirerError as exc:
@@ -142,20 +144,26 @@ async def _attempt(
         result = await invoke(acquirer, send, deadline.remaining())
     except (NotProcessed, IntegrationError) as exc:
         outcome = (
-            AttemptOutcome.NOT_PROCESSED if isinstance(exc, NotProcessed)
+            AttemptOutcome.NOT_PROCESSED
+            if isinstance(exc, NotProcessed)
             else AttemptOutcome.INTEGRATION_ERROR
         )
-        await run.settle(index, attempt.model_copy(update={"outcome": outcome, "reason": exc.reason}))
+        await run.settle(
+            index, attempt.model_copy(update={"outcome": outcome, "reason": exc.reason})
+        )
         raise
     except OutcomeUnknown as exc:
         log.warning("outcome unknown at %s (%s): resolving there", acquirer.name, exc.reason)
-        result = await _resolve(rt, acquirer, send, query, deadline)
-        if result is None:
+        resolved = await _resolve(rt, acquirer, send, query, deadline)
+        if resolved is None:
             await run.settle(
-                index, attempt.model_copy(update={"outcome": AttemptOutcome.UNKNOWN,
-                                                  "reason": exc.reason})
+                index,
+                attempt.model_copy(
+                    update={"outcome": AttemptOutcome.UNKNOWN, "reason": exc.reason}
+                ),
             )
             return None
+        result = resolved
     await run.settle(index, _settled(attempt, result))
     return result
 
@@ -175,7 +183,10 @@ async def _resume(
     acquirer = _acquirer(rt, attempt.acquirer)
     log.info("resolving open attempt at %s left by a previous owner", attempt.acquirer)
     result = await _resolve(
-        rt, acquirer, send_for(acquirer, attempt.acquirer_key), query_for(attempt.acquirer_key),
+        rt,
+        acquirer,
+        send_for(acquirer, attempt.acquirer_key),
+        query_for(attempt.acquirer_key),
         deadline,
     )
     if result is not None:
@@ -251,18 +262,25 @@ async def create_payment(
 
         settled = _settled_result(run, operation)
         if settled is not None and run.record.open_attempt() is None:
-            attempt, result = settled
-            return await _finish_create(rt, payment.id, attempt.acquirer, attempt.acquirer_key,
-                                        result)
+            done_attempt, done_result = settled
+            return await _finish_create(
+                rt, payment.id, done_attempt.acquirer, done_attempt.acquirer_key, done_result
+            )
         resumed = await _resume(rt, run, send_for, query_for, deadline)
         if resumed is not None:
-            attempt, result = resumed
-            if result is None:
-                return await _finish_unknown(rt, payment.id, attempt.acquirer, attempt.acquirer_key)
-            return await _finish_create(rt, payment.id, attempt.acquirer, attempt.acquirer_key,
-                                        result)
+            open_attempt, outcome = resumed
+            if outcome is None:
+                return await _finish_unknown(
+                    rt, payment.id, open_attempt.acquirer, open_attempt.acquirer_key
+                )
+            return await _finish_create(
+                rt, payment.id, open_attempt.acquirer, open_attempt.acquirer_key, outcome
+            )
 
-        tried = {a.acquirer for a in run.record.attempts}
+        # an acquirer that provably processed nothing may be asked again on a retry
+        tried = {
+            a.acquirer for a in run.record.attempts if a.outcome is not AttemptOutcome.NOT_PROCESSED
+        }
         preferred = request.routing.acquirer if request.routing else None
         reasons: list[str] = []
         for name in rt.candidates(preferred):
@@ -270,8 +288,9 @@ async def create_payment(
                 continue
             acquirer = rt.acquirers[name]
             key = derive_acquirer_key(caller, idempotency_key, payment.id, name, operation)
-            attempt = Attempt(acquirer=name, acquirer_key=key, operation=operation,
-                              started_ms=now_ms())
+            attempt = Attempt(
+                acquirer=name, acquirer_key=key, operation=operation, started_ms=now_ms()
+            )
             try:
                 result = await _attempt(
                     rt, run, acquirer, attempt, send_for(acquirer, key), query_for(key), deadline
@@ -281,10 +300,12 @@ async def create_payment(
                 log.info("failing over from %s: %s", name, exc.reason)
                 continue
             except IntegrationError as exc:
-                await mutate_payment(rt.store, payment.id,
-                                     lambda p: outcomes.mark_failed(p, "integration_error"))
+                await mutate_payment(
+                    rt.store, payment.id, lambda p: outcomes.mark_failed(p, "integration_error")
+                )
                 raise Problem(
-                    502, "acquirer_integration_error",
+                    502,
+                    "acquirer_integration_error",
                     f"acquirer {name} refused our request ({exc.reason}); operators are alerted",
                     payment_id=payment.id,
                 ) from exc
@@ -292,8 +313,9 @@ async def create_payment(
                 return await _finish_unknown(rt, payment.id, name, key)
             return await _finish_create(rt, payment.id, name, key, result)
 
-        await mutate_payment(rt.store, payment.id,
-                             lambda p: outcomes.mark_failed(p, "no_acquirer_available"))
+        await mutate_payment(
+            rt.store, payment.id, lambda p: outcomes.mark_failed(p, "no_acquirer_available")
+        )
         raise Problem(
             503,
             "no_acquirer_available",
@@ -401,29 +423,34 @@ async def _pinned(
     resumed = await _resume(rt, run, send_for, query_for, deadline)
     if resumed is not None:
         return key, resumed[1]
-    attempt = Attempt(acquirer=acquirer.name, acquirer_key=key, operation=operation,
-                      started_ms=now_ms())
+    attempt = Attempt(
+        acquirer=acquirer.name, acquirer_key=key, operation=operation, started_ms=now_ms()
+    )
     try:
         result = await _attempt(
             rt, run, acquirer, attempt, send_for(acquirer, key), query_for(key), deadline
         )
     except NotProcessed as exc:
         raise Problem(
-            503, "acquirer_unavailable",
+            503,
+            "acquirer_unavailable",
             f"{acquirer.name} holds this payment and did not process the {operation} "
             f"({exc.reason}); retry with the same Idempotency-Key",
-            retryable=True, headers={"Retry-After": "2"},
+            retryable=True,
+            headers={"Retry-After": "2"},
         ) from exc
     except IntegrationError as exc:
         raise Problem(
-            502, "acquirer_integration_error",
+            502,
+            "acquirer_integration_error",
             f"acquirer {acquirer.name} refused our {operation} request ({exc.reason})",
         ) from exc
     return key, result
 
 
-def _follow_on_order(payment: PaymentRecord, amount: int, refund_id: str | None = None
-                     ) -> Callable[[str], FollowOnOrder]:
+def _follow_on_order(
+    payment: PaymentRecord, amount: int, refund_id: str | None = None
+) -> Callable[[str], FollowOnOrder]:
     assert payment.acquirer_reference is not None
 
     def order_for(key: str) -> FollowOnOrder:
@@ -459,9 +486,11 @@ async def _locked_operation(
             require(operation, p.state)
             if p.op_lock is not None:
                 raise Problem(
-                    409, "payment_operation_in_progress",
+                    409,
+                    "payment_operation_in_progress",
                     f"a {p.op_lock.operation} is running on this payment; retry later",
-                    retryable=True, headers={"Retry-After": "1"},
+                    retryable=True,
+                    headers={"Retry-After": "1"},
                 )
             p.op_lock = OpLock(operation=operation, scope=run.scope, amount=amount_of(p))
             p.updated_ms = now_ms()
@@ -474,9 +503,15 @@ async def _locked_operation(
         lock = payment.op_lock or OpLock(operation=operation, scope=run.scope, amount=0)
         try:
             key, result = await _pinned(
-                rt, run, caller, idempotency_key, payment, operation,
+                rt,
+                run,
+                caller,
+                idempotency_key,
+                payment,
+                operation,
                 _follow_on_order(payment, lock.amount),
-                (lambda a, o: a.adapter.capture(o)) if operation is Operation.CAPTURE
+                (lambda a, o: a.adapter.capture(o))
+                if operation is Operation.CAPTURE
                 else (lambda a, o: a.adapter.void(o)),
             )
         except Problem:
@@ -484,7 +519,8 @@ async def _locked_operation(
             raise
         if result is None:
             payment = await mutate_payment(
-                rt.store, payment_id,
+                rt.store,
+                payment_id,
                 lambda p: _note_lock_key(p, run.scope, key),
             )
             await _schedule_reconcile(rt, f"payment:{payment_id}")
@@ -494,9 +530,11 @@ async def _locked_operation(
         )
         if result.status is ResultStatus.DECLINED:
             raise Problem(
-                402, f"{operation}_declined",
+                402,
+                f"{operation}_declined",
                 f"the acquirer declined the {operation}",
-                decline_code=result.decline_code, payment_id=payment_id,
+                decline_code=result.decline_code,
+                payment_id=payment_id,
             )
         return _view(payment, 200 if payment.op_lock is None else 202)
 
@@ -526,13 +564,19 @@ async def capture_payment(
         amount = request.amount if request.amount is not None else p.amount
         if amount > p.amount:
             raise Problem(
-                422, "capture_exceeds_authorization",
+                422,
+                "capture_exceeds_authorization",
                 f"capture amount {amount} exceeds the authorized {p.amount}",
             )
         return amount
 
     return await _locked_operation(
-        rt, caller, idempotency_key, payment_id, Operation.CAPTURE, amount_of,
+        rt,
+        caller,
+        idempotency_key,
+        payment_id,
+        Operation.CAPTURE,
+        amount_of,
         request.model_dump(mode="json"),
     )
 
@@ -559,7 +603,12 @@ async def refund_payment(
         payment, refund = await _hold_refund(rt, run, caller, payment_id, request)
         try:
             key, result = await _pinned(
-                rt, run, caller, idempotency_key, payment, Operation.REFUND,
+                rt,
+                run,
+                caller,
+                idempotency_key,
+                payment,
+                Operation.REFUND,
                 _follow_on_order(payment, refund.amount, refund_id),
                 lambda a, o: a.adapter.refund(o),
             )
@@ -606,7 +655,8 @@ async def _hold_refund(
         amount = request.amount if request.amount is not None else available
         if amount <= 0 or amount > available:
             raise Problem(
-                422, "refund_exceeds_available",
+                422,
+                "refund_exceeds_available",
                 f"refund of {amount} exceeds the {available} still refundable "
                 f"(captured {p.captured_amount}, refunded {p.refunded_amount}, "
                 f"in progress {p.refund_held})",
@@ -623,19 +673,25 @@ async def _hold_refund(
     amount = payment.refund_holds[refund_id]
     if refund is None:
         refund = RefundRecord(
-            id=refund_id, payment_id=payment_id, caller=caller, amount=amount,
-            currency=payment.currency, state=RefundState.PENDING, acquirer=payment.acquirer,
-            reason=request.reason, merchant_reference=request.merchant_reference,
+            id=refund_id,
+            payment_id=payment_id,
+            caller=caller,
+            amount=amount,
+            currency=payment.currency,
+            state=RefundState.PENDING,
+            acquirer=payment.acquirer,
+            reason=request.reason,
+            merchant_reference=request.merchant_reference,
         )
-        try:
+        with contextlib.suppress(AlreadyExists):
             await rt.store.create_refund(refund)
-        except AlreadyExists:
-            pass
     else:
         refund = await mutate_refund(
-            rt.store, refund_id,
-            lambda r: r.model_copy(update={"state": RefundState.PENDING, "amount": amount,
-                                           "updated_ms": now_ms()}),
+            rt.store,
+            refund_id,
+            lambda r: r.model_copy(
+                update={"state": RefundState.PENDING, "amount": amount, "updated_ms": now_ms()}
+            ),
         )
     return payment, refund
 
@@ -643,13 +699,18 @@ async def _hold_refund(
 async def _drop_refund(rt: Runtime, payment_id: str, refund_id: str) -> None:
     """Nothing was processed: give the amount back and mark the refund failed."""
     await mutate_payment(
-        rt.store, payment_id,
+        rt.store,
+        payment_id,
         lambda p: outcomes.settle_refund_on_payment(p, refund_id, succeeded=False),
     )
     await mutate_refund(
-        rt.store, refund_id,
-        lambda r: r.model_copy(update={"state": RefundState.FAILED, "updated_ms": now_ms()})
-        if r.state is RefundState.PENDING else None,
+        rt.store,
+        refund_id,
+        lambda r: (
+            r.model_copy(update={"state": RefundState.FAILED, "updated_ms": now_ms()})
+            if r.state is RefundState.PENDING
+            else None
+        ),
     )
 
 
@@ -666,7 +727,8 @@ async def settle_refund(rt: Runtime, refund_id: str, result: AcquirerResult) -> 
     refund = await mutate_refund(rt.store, refund_id, lambda r: outcomes.apply_refund(r, result))
     if refund.state in (RefundState.SUCCEEDED, RefundState.DECLINED):
         await mutate_payment(
-            rt.store, refund.payment_id,
+            rt.store,
+            refund.payment_id,
             lambda p: outcomes.settle_refund_on_payment(
                 p, refund_id, succeeded=refund.state is RefundState.SUCCEEDED
             ),

@@ -109,7 +109,8 @@ def settle_refund_on_payment(
     if succeeded:
         payment.refunded_amount += amount
         payment.state = (
-            S.REFUNDED if payment.refunded_amount >= payment.captured_amount
+            S.REFUNDED
+            if payment.refunded_amount >= payment.captured_amount
             else S.PARTIALLY_REFUNDED
         )
     payment.updated_ms = now_ms()

@@ -36,7 +36,8 @@ async def _ask(rt: Runtime, acquirer_name: str, query: StatusQuery) -> AcquirerR
         return None
     try:
         return await invoke(
-            acquirer, lambda: acquirer.adapter.status(query),
+            acquirer,
+            lambda: acquirer.adapter.status(query),
             acquirer.adapter.timeouts.connect + acquirer.adapter.timeouts.read,
         )
     except AcquirerError as exc:
@@ -52,20 +53,22 @@ async def resolve_payment(rt: Runtime, payment_id: str) -> bool:
     if p.state in outcomes.UNRESOLVED and p.acquirer and p.acquirer_key:
         operation = Operation.SALE if p.capture else Operation.AUTHORIZE
         result = await _ask(
-            rt, p.acquirer,
+            rt,
+            p.acquirer,
             StatusQuery(operation, p.id, p.acquirer_key, p.acquirer_reference),
         )
         if result is not None:
-            acquirer, key = p.acquirer, p.acquirer_key
+            acquirer, key, answer = p.acquirer, p.acquirer_key, result
             p = await mutate_payment(
-                rt.store, p.id, lambda cur: outcomes.apply_create(cur, acquirer, key, result)
+                rt.store, p.id, lambda cur: outcomes.apply_create(cur, acquirer, key, answer)
             )
         return p.state not in outcomes.UNRESOLVED and p.op_lock is None
     if p.op_lock is not None and p.acquirer and p.op_lock.acquirer_key:
         lock = p.op_lock
         assert lock.acquirer_key is not None
         result = await _ask(
-            rt, p.acquirer,
+            rt,
+            p.acquirer,
             StatusQuery(Operation(lock.operation), p.id, lock.acquirer_key, p.acquirer_reference),
         )
         if result is not None and result.status is not ResultStatus.PENDING:
@@ -84,10 +87,14 @@ async def resolve_refund(rt: Runtime, refund_id: str) -> bool:
         return refund.state not in (RefundState.PENDING, RefundState.UNKNOWN)
     payment = await rt.store.get_payment(refund.payment_id)
     result = await _ask(
-        rt, refund.acquirer,
+        rt,
+        refund.acquirer,
         StatusQuery(
-            Operation.REFUND, refund.payment_id, refund.acquirer_key,
-            payment.acquirer_reference if payment else None, refund.id,
+            Operation.REFUND,
+            refund.payment_id,
+            refund.acquirer_key,
+            payment.acquirer_reference if payment else None,
+            refund.id,
         ),
     )
     if result is None or result.status is ResultStatus.PENDING:
@@ -101,8 +108,9 @@ async def reconcile_once(rt: Runtime, limit: int = 100) -> int:
     resolved = 0
     for ref in await rt.store.due_unresolved(now_ms(), limit):
         kind, _, ident = ref.partition(":")
-        done = await (resolve_payment(rt, ident) if kind == "payment"
-                      else resolve_refund(rt, ident))
+        done = await (
+            resolve_payment(rt, ident) if kind == "payment" else resolve_refund(rt, ident)
+        )
         if done:
             resolved += 1
             _tries.pop(ref, None)

@@ -65,7 +65,9 @@ class SandboxAdapter(Adapter):
         ):
             raise NotProcessed(self.name, f"http_{status}")
         if status in (400, 404, 422):
-            raise IntegrationError(self.name, f"http_{status}", reply.body[:200].decode("utf8", "replace"))
+            raise IntegrationError(
+                self.name, f"http_{status}", reply.body[:200].decode("utf8", "replace")
+            )
         # 409 (our key still running there), 500, 502, 504, anything else
         raise OutcomeUnknown(self.name, f"http_{status}")
 
@@ -99,7 +101,9 @@ class SandboxAdapter(Adapter):
         )
 
     async def sale(self, order: PaymentOrder) -> AcquirerResult:
-        return await self._post("/v1/charges", self._create_body(order, True), order.idempotency_key)
+        return await self._post(
+            "/v1/charges", self._create_body(order, True), order.idempotency_key
+        )
 
     async def capture(self, order: FollowOnOrder) -> AcquirerResult:
         return await self._post(
@@ -121,7 +125,9 @@ class SandboxAdapter(Adapter):
         )
 
     async def status(self, query: StatusQuery) -> AcquirerResult | None:
-        """Look the operation up by the idempotency key we sent it with."""
+        """Look the operation up by the idempotency key we sent it with; a
+        pending answer is then re-read from the charge, which moves on after
+        the shopper completes 3-D Secure."""
         reply = await self.request(
             "GET", f"/v1/operations/{query.idempotency_key}", headers=self._auth
         )
@@ -132,11 +138,17 @@ class SandboxAdapter(Adapter):
             raise OutcomeUnknown(self.name, f"status_http_{reply.status}")
         stored = self.parse_json(reply)
         try:
-            return self._result(
+            result = self._result(
                 HttpReply(int(stored["http_status"]), {}, orjson.dumps(stored["response"]))
             )
         except NotProcessed:
             return None
+        if result.status is ResultStatus.PENDING and result.acquirer_reference:
+            charge = await self.request(
+                "GET", f"/v1/charges/{result.acquirer_reference}", headers=self._auth
+            )
+            return self._result(charge)
+        return result
 
     async def health(self) -> None:
         reply = await self.request("GET", "/health", headers=self._auth)

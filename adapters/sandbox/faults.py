@@ -25,6 +25,7 @@ class FaultMode(enum.StrEnum):
     GARBLED = "garbled"  # processed, 200 with a body that is not JSON
     UNHEALTHY = "unhealthy"  # health endpoint answers 503
 
+
 #: modes after which the sandbox has already moved money
 PROCESSED_MODES = frozenset(
     {

@@ -25,6 +25,7 @@ import hashlib
 import itertools
 import secrets
 import time
+from collections.abc import Coroutine
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -419,15 +420,22 @@ async def settle_pending(request: web.Request) -> web.Response:
     if data.get("approve", True):
         charge.status = "captured" if data.get("capture", True) else "authorized"
         charge.captured_amount = charge.amount if charge.status == "captured" else 0
-        state.record("sale" if charge.status == "captured" else "authorization", charge,
-                     charge.amount, "settle")
+        state.record(
+            "sale" if charge.status == "captured" else "authorization",
+            charge,
+            charge.amount,
+            "settle",
+        )
     else:
         charge.status, charge.decline_code = "declined", str(data.get("decline_code", "refused"))
     return _json(200, charge.view())
 
 
 def create_sandbox_app(
-    name: str, *, api_key: str | None = None, faults: list[FaultRule] | None = None,
+    name: str,
+    *,
+    api_key: str | None = None,
+    faults: list[FaultRule] | None = None,
     seed: int | None = None,
 ) -> web.Application:
     app = web.Application(client_max_size=64 * 1024)
@@ -449,8 +457,13 @@ class SandboxServer:
     """Owns the runner and listener so faults can close and reopen the port."""
 
     def __init__(
-        self, name: str, host: str = "127.0.0.1", port: int = 0, *,
-        api_key: str | None = None, faults: list[FaultRule] | None = None,
+        self,
+        name: str,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        api_key: str | None = None,
+        faults: list[FaultRule] | None = None,
         seed: int | None = None,
     ) -> None:
         self.host, self.port = host, port
@@ -459,6 +472,7 @@ class SandboxServer:
         self._runner = web.AppRunner(self.app, access_log=None, handler_cancellation=True)
         self._site: web.TCPSite | None = None
         self._reopen: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
 
     @property
     def state(self) -> SandboxState:
@@ -477,9 +491,11 @@ class SandboxServer:
         self._site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
         await self._site.start()
         if self.port == 0:
-            server = self._site._server
-            assert server is not None
-            self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+            self.port = self._bound_port()
+
+    def _bound_port(self) -> int:
+        assert self._runner.addresses, "the sandbox is not listening"
+        return int(self._runner.addresses[0][1])
 
     async def stop_listening(self) -> None:
         """Connections are now refused (the port is closed), state is kept."""
@@ -495,13 +511,17 @@ class SandboxServer:
             await self._listen()
 
     def refuse_for(self, seconds: float) -> None:
+        """Close the port now (after this reply) and reopen it ``seconds`` later."""
         loop = asyncio.get_running_loop()
-        loop.create_task(self.stop_listening())
+        self._spawn(self.stop_listening())
         if self._reopen is not None:
             self._reopen.cancel()
-        self._reopen = loop.call_later(
-            seconds, lambda: loop.create_task(self.resume_listening())
-        )
+        self._reopen = loop.call_later(seconds, lambda: self._spawn(self.resume_listening()))
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def close(self) -> None:
         if self._reopen is not None:

@@ -85,7 +85,12 @@ class Run:
     """One claimed execution; the only handle through which attempts are journaled."""
 
     def __init__(
-        self, store: Store, scope: str, owner: str, record: IdemRecord, lease_ms: int,
+        self,
+        store: Store,
+        scope: str,
+        owner: str,
+        record: IdemRecord,
+        lease_ms: int,
         taken_over: bool,
     ) -> None:
         self.store = store
@@ -124,14 +129,19 @@ def _replayed(response: StoredResponse) -> ApiResult:
     headers = dict(response.headers)
     content_type = headers.pop("Content-Type", "application/json")
     return ApiResult(
-        response.status, orjson.loads(response.body), headers, replayed=True,
+        response.status,
+        orjson.loads(response.body),
+        headers,
+        replayed=True,
         content_type=content_type,
     )
 
 
 def problem_result(problem: Problem) -> ApiResult:
     return ApiResult(
-        problem.status, problem.body(), dict(problem.headers),
+        problem.status,
+        problem.body(),
+        dict(problem.headers),
         content_type="application/problem+json",
     )
 

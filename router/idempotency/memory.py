@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from router.idempotency.protocol import (
     AlreadyExists,
     Busy,
-    ClaimOutcome,
     Claimed,
+    ClaimOutcome,
     LeaseLost,
     Mismatch,
     Replay,
@@ -59,7 +59,7 @@ class MemoryStore:
     def _purge(self) -> None:
         now = now_ms()
         while self._expiry and self._expiry[0][0] <= now:
-            expires, key = heapq.heappop(self._expiry)
+            _expires, key = heapq.heappop(self._expiry)
             entry = self._data.get(key)
             if entry is not None and entry.expires_ms <= now:
                 del self._data[key]

@@ -1,0 +1,51 @@
+"""Test helpers shared by unit and integration tests."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from router.config import Config
+
+DEMO_KEY = "sk_test_demo"
+OTHER_KEY = "sk_test_other"
+AUTH = {"Authorization": f"Bearer {DEMO_KEY}"}
+OTHER_AUTH = {"Authorization": f"Bearer {OTHER_KEY}"}
+
+
+def sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def make_config(acquirer_urls: dict[str, str], **sections: Any) -> Config:
+    """A router config pointing at already-running sandbox acquirers."""
+    data: dict[str, Any] = {
+        "callers": {
+            "demo": {"api_key_sha256": [sha(DEMO_KEY)]},
+            "other": {"api_key_sha256": [sha(OTHER_KEY)]},
+        },
+        "acquirers": {
+            name: {"kind": "sandbox", "base_url": url, "timeouts": {"connect_s": 1, "read_s": 1}}
+            for name, url in acquirer_urls.items()
+        },
+        "routing": {"default": list(acquirer_urls)},
+        "payments": {"deadline_s": 10, "same_acquirer_replays": 2, "lease_s": 20},
+        "reconciler": {"interval_s": 0.2, "first_check_s": 0},
+    }
+    for key, value in sections.items():
+        data[key] = {**data.get(key, {}), **value} if isinstance(value, dict) else value
+    return Config.model_validate(data)
+
+
+def headers(key: str, auth: dict[str, str] = AUTH) -> dict[str, str]:
+    return {**auth, "Idempotency-Key": key}
+
+
+def charges_by_reference(*ledgers: dict[str, Any]) -> dict[str, int]:
+    """Money-moving creations per payment id, across acquirers (>1 = double charge)."""
+    counts: dict[str, int] = {}
+    for ledger in ledgers:
+        for event in ledger["events"]:
+            if event["kind"] in ("sale", "authorization"):
+                counts[event["reference"]] = counts.get(event["reference"], 0) + 1
+    return counts

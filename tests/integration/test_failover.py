@@ -1,0 +1,224 @@
+"""Failover follows the outcome taxonomy exactly, against faulting sandboxes.
+
+NotProcessed moves on; OutcomeUnknown never does: it is resolved at the same
+acquirer with the same key, or answered ``unknown`` and reconciled later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestClient
+
+from adapters.base import Operation, PaymentOrder
+from adapters.sandbox.adapter import SandboxAdapter
+from adapters.sandbox.server import SandboxServer
+from router.idempotency.flow import derive_acquirer_key, fingerprint, scope_of
+from router.idempotency.memory import MemoryStore
+from router.idempotency.protocol import Claimed
+from router.models import CreatePayment
+from router.records import Attempt, PaymentRecord, now_ms
+from router.states import PaymentState
+from tests.conftest import RouterFactory
+from tests.helpers import AUTH, charges_by_reference, headers, make_config
+
+Client = TestClient[Any, Any]
+SALE = {"amount": 1299, "currency": "EUR", "payment_method": "tok_visa"}
+
+
+@pytest.fixture
+def sandboxes(two_sandboxes: tuple[SandboxServer, SandboxServer]) -> tuple[SandboxServer, ...]:
+    return two_sandboxes
+
+
+@pytest.fixture
+async def client(router_factory: RouterFactory, sandboxes: tuple[SandboxServer, ...]) -> Client:
+    a, b = sandboxes
+    return await router_factory(make_config({"sandbox-a": a.url, "sandbox-b": b.url}))
+
+
+async def _faults(client: Client, sandbox: SandboxServer, *rules: dict[str, Any]) -> None:
+    resp = await client.session.put(f"{sandbox.url}/_sandbox/faults", json=list(rules))
+    assert resp.status == 200, await resp.text()
+
+
+async def _pay(client: Client, key: str, body: dict[str, Any] = SALE) -> tuple[int, dict[str, Any]]:
+    resp = await client.post("/v1/payments", json=body, headers=headers(key))
+    return resp.status, await resp.json(content_type=None)
+
+
+def _charges(*sandboxes: SandboxServer) -> dict[str, int]:
+    return charges_by_reference(*({"events": s.state.ledger} for s in sandboxes))
+
+
+async def test_connection_refused_fails_over_to_the_next_acquirer(
+    client: Client, sandboxes: tuple[SandboxServer, ...]
+) -> None:
+    a, b = sandboxes
+    await a.stop_listening()
+    status, body = await _pay(client, "k-1")
+    assert (status, body["status"], body["acquirer"]) == (201, "captured", "sandbox-b")
+    assert _charges(a, b) == {body["id"]: 1}
+
+
+async def test_a_documented_not_processed_503_fails_over(
+    client: Client, sandboxes: tuple[SandboxServer, ...]
+) -> None:
+    a, _b = sandboxes
+    await _faults(client, a, {"mode": "unavailable", "count": 1})
+    status, body = await _pay(client, "k-1")
+    assert (status, body["acquirer"]) == (201, "sandbox-b")
+    assert a.state.ledger == []
+
+
+async def test_timeout_after_send_is_never_failed_over(
+    client: Client, sandboxes: tuple[SandboxServer, ...]
+) -> None:
+    a, b = sandboxes
+    await _faults(client, a, {"mode": "timeout_after_processing", "count": 1, "hang_s": 5})
+    status, body = await _pay(client, "k-1")
+    assert (status, body["status"], body["acquirer"]) == (201, "captured", "sandbox-a")
+    assert b.state.requests_seen == 0
+    assert _charges(a, b) == {body["id"]: 1}
+
+
+@pytest.mark.parametrize("mode", ["reset_mid_response", "error_500", "garbled"])
+async def test_an_ambiguous_answer_is_resolved_by_replaying_the_same_key_there(
+    client: Client, sandboxes: tuple[SandboxServer, ...], mode: str
+) -> None:
+    a, b = sandboxes
+    await _faults(client, a, {"mode": mode, "count": 1})
+    status, body = await _pay(client, "k-1")
+    assert (status, body["status"], body["acquirer"]) == (201, "captured", "sandbox-a")
+    assert b.state.requests_seen == 0
+    keys = {e["idempotency_key"] for e in a.state.ledger}
+    assert len(keys) == 1
+    assert _charges(a, b) == {body["id"]: 1}
+
+
+async def test_an_unresolvable_outcome_is_unknown_then_reconciled_without_a_second_charge(
+    client: Client, sandboxes: tuple[SandboxServer, ...]
+) -> None:
+    a, b = sandboxes
+    await _faults(client, a, {"mode": "timeout_after_processing", "hang_s": 3, "applies_to": "all"})
+    status, body = await _pay(client, "k-1")
+    assert (status, body["status"], body["acquirer"]) == (202, "unknown", "sandbox-a")
+    assert b.state.requests_seen == 0
+
+    await _faults(client, a)  # the acquirer recovers
+    for _ in range(100):
+        got = await (await client.get(f"/v1/payments/{body['id']}", headers=AUTH)).json()
+        if got["status"] != "unknown":
+            break
+        await asyncio.sleep(0.1)
+    assert got["status"] == "captured"
+
+    status, again = await _pay(client, "k-1")  # the caller's retry gets the real answer
+    assert (status, again["id"], again["status"]) == (201, body["id"], "captured")
+    assert _charges(a, b) == {body["id"]: 1}
+
+
+async def test_when_every_acquirer_is_down_nothing_is_charged_and_the_retry_succeeds(
+    client: Client, sandboxes: tuple[SandboxServer, ...]
+) -> None:
+    a, b = sandboxes
+    await a.stop_listening()
+    await b.stop_listening()
+    status, body = await _pay(client, "k-1")
+    assert (status, body["code"]) == (503, "no_acquirer_available")
+    assert len(body["attempts"]) == 2
+    failed = await (await client.get(f"/v1/payments/{body['payment_id']}", headers=AUTH)).json()
+    assert (failed["status"], failed["failure_reason"]) == ("failed", "no_acquirer_available")
+
+    await b.resume_listening()
+    status, paid = await _pay(client, "k-1")
+    assert (status, paid["id"], paid["acquirer"]) == (201, body["payment_id"], "sandbox-b")
+    assert _charges(a, b) == {paid["id"]: 1}
+
+
+async def test_an_integration_error_is_502_and_never_failed_over(
+    router_factory: RouterFactory, sandbox_factory: Any
+) -> None:
+    locked = await sandbox_factory("locked", api_key="expected-key")
+    spare = await sandbox_factory("spare")
+    client = await router_factory(make_config({"locked": locked.url, "spare": spare.url}))
+    status, body = await _pay(client, "k-1")
+    assert (status, body["code"]) == (502, "acquirer_integration_error")
+    assert spare.state.requests_seen == 0
+
+
+async def test_a_capture_whose_answer_was_lost_is_replayed_and_captured_once(
+    client: Client, sandboxes: tuple[SandboxServer, ...]
+) -> None:
+    a, _ = sandboxes
+    _status, auth = await _pay(client, "k-1", SALE | {"capture": False})
+    await _faults(client, a, {"mode": "reset_mid_response", "count": 1})
+    resp = await client.post(f"/v1/payments/{auth['id']}/capture", json={}, headers=headers("c-1"))
+    assert resp.status == 200
+    assert [e["kind"] for e in a.state.ledger] == ["authorization", "capture"]
+
+
+async def test_a_dead_owners_open_attempt_is_resolved_at_its_acquirer_before_any_other(
+    router_factory: RouterFactory, sandboxes: tuple[SandboxServer, ...]
+) -> None:
+    """An instance journaled an attempt at sandbox-b, sent it, and died.  The
+    retry (after the lease) must find out what happened at b, not try a."""
+    a, b = sandboxes
+    store = MemoryStore()
+    config = make_config({"sandbox-a": a.url, "sandbox-b": b.url})
+    client = await router_factory(config, store=store)
+    request = CreatePayment.model_validate(SALE)
+    scope = scope_of("demo", "crash-1")
+    claim = await store.claim(
+        scope,
+        fingerprint("POST", "/v1/payments", request.model_dump(mode="json")),
+        "dead-owner",
+        1,
+        "pay_" + "ab" * 12,
+    )
+    assert isinstance(claim, Claimed)
+    pid = claim.record.resource_id
+    await store.create_payment(
+        PaymentRecord(
+            id=pid,
+            caller="demo",
+            state=PaymentState.PENDING,
+            amount=1299,
+            currency="EUR",
+            capture=True,
+        )
+    )
+    key = derive_acquirer_key("demo", "crash-1", pid, "sandbox-b", Operation.SALE)
+    await store.write_attempt(
+        scope,
+        "dead-owner",
+        Attempt(
+            acquirer="sandbox-b",
+            acquirer_key=key,
+            operation=Operation.SALE,
+            started_ms=now_ms(),
+        ),
+        1,
+    )
+    async with aiohttp.ClientSession() as session:  # the dead instance's request did arrive
+        sent = await SandboxAdapter("sandbox-b", session, b.url).sale(
+            PaymentOrder(
+                payment_id=pid,
+                amount=1299,
+                currency="EUR",
+                payment_method="tok_visa",
+                capture=True,
+                idempotency_key=key,
+            )
+        )
+    assert sent.approved
+    await asyncio.sleep(0.01)  # the 1 ms lease is over
+
+    resp = await client.post("/v1/payments", json=SALE, headers=headers("crash-1"))
+    body = await resp.json()
+    assert (resp.status, body["id"], body["acquirer"]) == (201, pid, "sandbox-b")
+    assert a.state.requests_seen == 0
+    assert _charges(a, b) == {pid: 1}
