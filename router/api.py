@@ -18,11 +18,12 @@ from pydantic import BaseModel, ValidationError
 from router import orchestrator
 from router.auth import authenticate
 from router.idempotency.flow import ApiResult
+from router.idempotency.protocol import StoreUnavailable
 from router.keys import RUNTIME
 from router.models import CapturePayment, CreatePayment, CreateRefund, VoidPayment
 from router.openapi import openapi_document
 from router.pan import json_contains_pan
-from router.problems import Problem
+from router.problems import Problem, store_unavailable
 from router.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,9 @@ async def problem_middleware(request: web.Request, handler: Any) -> web.StreamRe
         return response
     except Problem as problem:
         return problem.response()
+    except StoreUnavailable:
+        log.warning("store unavailable on %s %s", request.method, request.path)
+        return store_unavailable().response()
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -178,7 +182,17 @@ async def openapi(request: web.Request) -> web.Response:
 
 
 async def healthz(request: web.Request) -> web.Response:
+    """Liveness: the process serves requests."""
     return _json({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Readiness: only with a reachable store may this instance take payments."""
+    try:
+        await _rt(request).store.ping()
+    except StoreUnavailable:
+        return _json({"status": "unavailable", "store": "unreachable"}, 503)
+    return _json({"status": "ready", "store": "ok"})
 
 
 def add_routes(app: web.Application) -> None:
@@ -190,3 +204,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/v1/refunds/{refund_id}", get_refund)
     app.router.add_get("/openapi.json", openapi)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)

@@ -54,3 +54,14 @@ class Problem(Exception):
 
 def bad_request(code: str, detail: str, **extra: Any) -> Problem:
     return Problem(400, code, detail, **extra)
+
+
+def store_unavailable() -> Problem:
+    """Fail closed: without the store nothing may be sent to an acquirer."""
+    return Problem(
+        503,
+        "store_unavailable",
+        "the idempotency store is unreachable; retry with the same Idempotency-Key "
+        "(a retry resolves whatever this request had started, and charges nothing twice)",
+        headers={"Retry-After": "1"},
+    )

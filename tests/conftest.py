@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from adapters.sandbox.server import SandboxServer
 from router.app import create_app
 from router.config import Config
 from router.idempotency.protocol import Store
+from tests.redis_procs import REDIS_SERVER, RedisCluster, RedisProcess, RedisSentinel
 
 SandboxFactory = Callable[..., Awaitable[SandboxServer]]
 RouterFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
@@ -53,3 +55,40 @@ async def router_factory() -> AsyncIterator[RouterFactory]:
     yield start
     for client in clients:
         await client.close()
+
+
+# ------------------------------------------------------------------- Redis
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisProcess]:
+    if REDIS_SERVER is None:
+        pytest.skip("redis-server is not installed")
+    server = RedisProcess(tmp_path / "redis")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
+    if REDIS_SERVER is None:
+        pytest.skip("redis-server is not installed")
+    cluster = RedisCluster(tmp_path_factory.mktemp("cluster"))
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def redis_sentinel(tmp_path: Path) -> Iterator[RedisSentinel]:
+    if REDIS_SERVER is None:
+        pytest.skip("redis-server is not installed")
+    sentinel = RedisSentinel(tmp_path / "sentinel")
+    try:
+        sentinel.start()
+        yield sentinel
+    finally:
+        sentinel.stop()

@@ -12,6 +12,7 @@ response.  What happens on the way out is the safety-critical part:
   the caller's retry with the same key starts over (same resource id);
 * anything else (a crash, a store outage, cancellation) leaves the record
   in flight: the lease expires and the next retry resolves the journal.
+  (StoreUnavailable itself becomes a 503 at the HTTP boundary.)
 """
 
 from __future__ import annotations
@@ -33,7 +34,6 @@ from router.idempotency.protocol import (
     Mismatch,
     Replay,
     Store,
-    StoreUnavailable,
 )
 from router.problems import Problem
 from router.records import Attempt, IdemRecord, StoredResponse
@@ -158,10 +158,7 @@ async def run_idempotent(
 ) -> ApiResult:
     scope = scope_of(caller, idempotency_key)
     owner = secrets.token_hex(16)
-    try:
-        claim = await store.claim(scope, request_fingerprint, owner, lease_ms, new_id(id_prefix))
-    except StoreUnavailable as exc:
-        raise _store_down() from exc
+    claim = await store.claim(scope, request_fingerprint, owner, lease_ms, new_id(id_prefix))
     if isinstance(claim, Replay):
         return _replayed(claim.response)
     if isinstance(claim, Mismatch):
@@ -200,8 +197,6 @@ async def run_idempotent(
             "another instance took over this request; retry with the same key",
             headers={"Retry-After": "1"},
         ) from exc
-    except StoreUnavailable as exc:
-        raise _store_down() from exc
     except (Exception, asyncio.CancelledError):
         if not run.wrote_attempt:
             await _release(store, run, None)
@@ -216,13 +211,3 @@ async def _release(store: Store, run: Run, problem: Problem | None) -> None:
         log.warning("could not release idempotency claim", exc_info=True)
     if problem is not None:
         log.info("released claim after retryable refusal %s", problem.code)
-
-
-def _store_down() -> Problem:
-    return Problem(
-        503,
-        "store_unavailable",
-        "the idempotency store is unreachable; nothing was sent to any acquirer by this "
-        "request after that, retry with the same Idempotency-Key",
-        headers={"Retry-After": "1"},
-    )

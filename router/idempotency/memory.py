@@ -106,7 +106,8 @@ class MemoryStore:
 
     async def write_attempt(self, scope: str, owner: str, attempt: Attempt, lease_ms: int) -> int:
         record = self._owned(scope, owner)
-        record.attempts.append(attempt)
+        if not record.attempts or record.attempts[-1] != attempt:
+            record.attempts.append(attempt)
         record.lease_until_ms = max(record.lease_until_ms, now_ms() + lease_ms)
         self._save_idem(scope, record)
         return len(record.attempts) - 1
@@ -117,6 +118,9 @@ class MemoryStore:
         self._save_idem(scope, record)
 
     async def complete(self, scope: str, owner: str, response: StoredResponse) -> None:
+        done = self._idem(scope)
+        if done is not None and done.response == response:
+            return  # completing again with the same answer is not a conflict
         record = self._owned(scope, owner)
         record.response, record.owner, record.lease_until_ms = response, None, 0
         self._save_idem(scope, record)

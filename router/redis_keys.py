@@ -1,0 +1,31 @@
+"""Every Redis key the router writes, in one place.
+
+Each logical record lives under one hash tag (``{...}``), so every script
+touches a single slot and the same code runs on Redis Cluster.
+"""
+
+from __future__ import annotations
+
+PREFIX = "pr"
+
+
+def idem(scope: str) -> str:
+    """Idempotency record (hash: fp, rid, owner, lease, resp)."""
+    return f"{PREFIX}:idem:{{{scope}}}"
+
+
+def attempts(scope: str) -> str:
+    """The attempt journal of one idempotency record (list of JSON lines)."""
+    return f"{PREFIX}:idem:{{{scope}}}:attempts"
+
+
+def payment(payment_id: str) -> str:
+    return f"{PREFIX}:pay:{{{payment_id}}}"
+
+
+def refund(refund_id: str) -> str:
+    return f"{PREFIX}:refund:{{{refund_id}}}"
+
+
+#: sorted set of "payment:<id>" / "refund:<id>" scored by the next check time
+UNRESOLVED = f"{PREFIX}:unresolved"

@@ -1,0 +1,143 @@
+"""A router process killed with SIGKILL mid-flight; the retry goes to another.
+
+Exactly one charge, the same payment id, and the other acquirer untouched:
+the second process resolves the dead one's open attempt where it was sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import yaml
+
+from adapters.sandbox.faults import FaultMode, FaultRule
+from adapters.sandbox.server import SandboxServer
+from tests.helpers import DEMO_KEY, charges_by_reference, headers, sha
+from tests.redis_procs import RedisProcess, free_port
+
+SALE = {"amount": 4200, "currency": "EUR", "payment_method": "tok_visa"}
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _write_config(path: Path, redis_url: str, sandboxes: list[SandboxServer]) -> Path:
+    config = {
+        "store": {"kind": "redis", "url": redis_url, "op_timeout_s": 0.5},
+        "callers": {"demo": {"api_key_sha256": [sha(DEMO_KEY)]}},
+        "acquirers": {
+            s.state.name: {
+                "kind": "sandbox",
+                "base_url": s.url,
+                "timeouts": {"connect_s": 1, "read_s": 5},
+            }
+            for s in sandboxes
+        },
+        "routing": {"default": [s.state.name for s in sandboxes]},
+        "payments": {"deadline_s": 1.5, "lease_s": 3, "same_acquirer_replays": 2},
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def _spawn(config: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as err:  # the child keeps its own descriptor
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "router.cli",
+                "serve",
+                "--config",
+                str(config),
+                "--port",
+                str(port),
+            ],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+
+
+@pytest.fixture
+async def start_router(tmp_path: Path) -> AsyncIterator[Callable[[Path], Any]]:
+    procs: list[subprocess.Popen[bytes]] = []
+
+    async def start(config: Path) -> tuple[subprocess.Popen[bytes], str]:
+        port = free_port()
+        proc = _spawn(config, port, tmp_path / f"router-{port}.log")
+        procs.append(proc)
+        url = f"http://127.0.0.1:{port}"
+        async with aiohttp.ClientSession() as session:
+            for _ in range(200):
+                try:
+                    async with session.get(f"{url}/readyz") as resp:
+                        if resp.status == 200:
+                            return proc, url
+                except aiohttp.ClientConnectionError:
+                    pass
+                await asyncio.sleep(0.05)
+        raise RuntimeError("router did not become ready")
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+async def test_a_router_killed_mid_flight_is_recovered_by_another_without_a_second_charge(
+    tmp_path: Path,
+    redis_server: RedisProcess,
+    sandbox_factory: Any,
+    start_router: Callable[[Path], Any],
+) -> None:
+    a: SandboxServer = await sandbox_factory("sandbox-a")
+    b: SandboxServer = await sandbox_factory("sandbox-b")
+    config = _write_config(tmp_path / "router.yaml", redis_server.url, [a, b])
+    # sandbox-a takes the money, then keeps the reply to itself
+    a.state.faults.replace([FaultRule(mode=FaultMode.TIMEOUT_AFTER_PROCESSING, count=1, hang_s=30)])
+    first, first_url = await start_router(config)
+    _, second_url = await start_router(config)
+
+    async with aiohttp.ClientSession() as session:
+        in_flight = asyncio.create_task(
+            session.post(f"{first_url}/v1/payments", json=SALE, headers=headers("crash-1"))
+        )
+        for _ in range(200):  # until sandbox-a has processed the charge
+            if a.state.ledger:
+                break
+            await asyncio.sleep(0.01)
+        assert len(a.state.ledger) == 1
+        first.send_signal(signal.SIGKILL)
+        await asyncio.to_thread(first.wait, 10)
+        with pytest.raises(aiohttp.ClientError):
+            await in_flight
+
+        statuses = []
+        for _ in range(100):  # the caller retries with the same key
+            async with session.post(
+                f"{second_url}/v1/payments", json=SALE, headers=headers("crash-1")
+            ) as resp:
+                statuses.append(resp.status)
+                body = await resp.json(content_type=None)
+                if resp.status != 409:
+                    break
+            await asyncio.sleep(0.2)
+
+    assert statuses[0] == 409  # the dead owner's lease still held at first
+    assert statuses[-1] == 201, body
+    assert body["status"] == "captured"
+    assert body["acquirer"] == "sandbox-a"
+    assert b.state.requests_seen == 0
+    assert charges_by_reference({"events": a.state.ledger}, {"events": b.state.ledger}) == {
+        body["id"]: 1
+    }
