@@ -42,7 +42,9 @@ async def embedded_sandboxes_ctx(app: web.Application) -> AsyncIterator[None]:
     try:
         for name, acq in app[CONFIG].acquirers.items():
             if acq.embedded:
-                server = SandboxServer(name, api_key=acq.api_key.get() if acq.api_key else None)
+                server = SandboxServer(
+                    name, api_key=acq.api_key.get() if acq.api_key else None, faults=acq.faults
+                )
                 await server.start()
                 servers[name] = server
                 log.info("embedded sandbox acquirer %s listening on %s", name, server.url)

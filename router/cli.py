@@ -34,12 +34,25 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _sandbox(args: argparse.Namespace) -> int:
+    import yaml
+    from pydantic import TypeAdapter, ValidationError
+
+    from adapters.sandbox.faults import FaultRule
     from adapters.sandbox.server import create_sandbox_app
 
+    faults: list[FaultRule] = []
+    if args.faults is not None:
+        try:
+            faults = TypeAdapter(list[FaultRule]).validate_python(
+                yaml.safe_load(args.faults.read_text(encoding="utf-8")) or []
+            )
+        except (OSError, yaml.YAMLError, ValidationError) as exc:
+            print(f"{args.faults}: invalid fault rules: {exc}", file=sys.stderr)
+            return 2
     _uvloop()
     print(f"sandbox acquirer {args.name} listening on http://{args.host}:{args.port}", flush=True)
     web.run_app(
-        create_sandbox_app(args.name, api_key=args.api_key),
+        create_sandbox_app(args.name, api_key=args.api_key, faults=faults),
         host=args.host,
         port=args.port,
         print=None,
@@ -73,6 +86,7 @@ def parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--host", default="127.0.0.1")
     sandbox.add_argument("--name", default="sandbox")
     sandbox.add_argument("--api-key", default=None, help="require this bearer key")
+    sandbox.add_argument("--faults", type=Path, help="YAML/JSON list of fault rules")
     sandbox.set_defaults(func=_sandbox)
 
     config = sub.add_parser("config", help="configuration tools")

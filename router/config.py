@@ -22,6 +22,8 @@ from pydantic import (
     model_validator,
 )
 
+from adapters.sandbox.faults import FaultRule
+
 DEMO_CONFIG = Path(__file__).resolve().parent.parent / "config" / "demo.yaml"
 
 
@@ -96,6 +98,9 @@ class AcquirerConfig(Strict):
     kind: Literal["sandbox"]
     base_url: str | None = None
     embedded: bool = False
+    faults: list[FaultRule] = Field(
+        default_factory=list, description="fault rules for an embedded sandbox"
+    )
     api_key: EnvSecret | None = None
     timeouts: Timeouts = Timeouts()
     test_mode: bool = True
@@ -106,6 +111,8 @@ class AcquirerConfig(Strict):
             raise ValueError("give exactly one of base_url or embedded: true")
         if self.embedded and self.kind != "sandbox":
             raise ValueError("only sandbox acquirers can be embedded")
+        if self.faults and not self.embedded:
+            raise ValueError("faults apply only to embedded sandbox acquirers")
         if self.base_url and not re.match(r"^https?://", self.base_url):
             raise ValueError("base_url must start with http:// or https://")
         return self

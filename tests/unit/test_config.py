@@ -76,3 +76,17 @@ def test_yaml_syntax_errors_give_a_line(tmp_path: Path) -> None:
 def test_a_missing_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read file"):
         load_config(tmp_path / "missing.yaml")
+
+
+def test_embedded_sandboxes_take_fault_rules_from_config() -> None:
+    text = _config().replace(
+        "    base_url: http://127.0.0.1:9001\n",
+        "    embedded: true\n    faults: [{mode: unavailable, rate: 0.5}]\n",
+    )
+    config = parse_config(text, environ={})
+    assert config.acquirers["a"].faults[0].rate == 0.5
+
+
+def test_fault_rules_on_a_remote_acquirer_are_refused() -> None:
+    with pytest.raises(ConfigError, match="faults apply only to embedded sandbox"):
+        parse_config(_config("    faults: [{mode: unavailable}]"), environ={})
