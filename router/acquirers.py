@@ -1,26 +1,46 @@
 """The live acquirers: adapter plus the per-acquirer resilience state.
 
-``invoke`` is the only way the orchestrator talks to an acquirer, so deadline
-handling (and, later, breakers and passive health) apply to every call.
+``invoke`` is the only way the orchestrator talks to an acquirer, so the
+request deadline, the circuit breaker and the passive health statistics apply
+to every call.  The state objects (breaker, health) outlive config reloads:
+an acquirer whose settings did not change keeps its history.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
-from adapters.base import Adapter, NotProcessed, OutcomeUnknown
+from adapters.base import AcquirerError, Adapter, NotProcessed, OutcomeUnknown
+from router.breakers import AcquirerBreaker
+from router.health import AcquirerHealth
 
 T = TypeVar("T")
 
 
 @dataclass
-class Acquirer:
+class RoutingState:
+    """What routing needs to know of an acquirer (and all ``config explain`` has)."""
+
     name: str
-    adapter: Adapter
-    test_mode: bool = True
+    breaker: AcquirerBreaker
+    health: AcquirerHealth
+    weight: int = 1
+    priority: int = 100
+    drained: bool = False
+
+    def routable(self) -> bool:
+        """May take NEW payments (follow-on operations ignore this: they are pinned)."""
+        return not self.drained and self.health.available() and self.breaker.allows_traffic()
+
+
+@dataclass
+class Acquirer(RoutingState):
+    adapter: Adapter = field(kw_only=True)
+    test_mode: bool = field(default=True, kw_only=True)
 
 
 async def invoke(acquirer: Acquirer, call: Callable[[], Awaitable[T]], remaining_s: float) -> T:
@@ -32,8 +52,20 @@ async def invoke(acquirer: Acquirer, call: Callable[[], Awaitable[T]], remaining
     """
     if remaining_s <= 0:
         raise NotProcessed(acquirer.name, "deadline_exhausted")
+
+    async def timed() -> T:
+        try:
+            async with asyncio.timeout(remaining_s):
+                return await call()
+        except TimeoutError as exc:
+            raise OutcomeUnknown(acquirer.name, "deadline_exceeded") from exc
+
+    started = time.monotonic()
     try:
-        async with asyncio.timeout(remaining_s):
-            return await call()
-    except TimeoutError as exc:
-        raise OutcomeUnknown(acquirer.name, "deadline_exceeded") from exc
+        result = await acquirer.breaker.call(timed)
+    except AcquirerError as exc:
+        if exc.reason not in ("breaker_open", "breaker_probe_in_flight"):
+            acquirer.health.observe(time.monotonic() - started, failed=True)
+        raise
+    acquirer.health.observe(time.monotonic() - started, failed=False)
+    return result

@@ -59,7 +59,8 @@ async def problem_middleware(request: web.Request, handler: Any) -> web.StreamRe
 
 
 def _rt(request: web.Request) -> Runtime:
-    return request.app[RUNTIME]
+    """The runtime this request will use from start to end (reload-safe)."""
+    return request.app[RUNTIME].current
 
 
 def _caller(request: web.Request) -> str:

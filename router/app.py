@@ -1,14 +1,17 @@
 """The application factory, used by ``payrouter serve`` and by the tests.
 
 Every resource with a lifetime (HTTP client session, embedded sandbox
-acquirers, the store, the reconciler) is a cleanup_ctx, so start-up and
-shutdown happen in one order and nothing leaks between test cases.
+acquirers, the store, health probes, the reconciler, the config watcher) is a
+cleanup_ctx, so start-up and shutdown happen in one order and nothing leaks
+between test cases.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -16,16 +19,22 @@ from aiohttp import web
 from adapters.base import Adapter, Timeouts
 from adapters.sandbox.adapter import SandboxAdapter
 from adapters.sandbox.server import SandboxServer
-from router import api
+from router import admin, api
 from router.acquirers import Acquirer
+from router.breakers import AcquirerBreaker
 from router.config import AcquirerConfig, Config
+from router.health import AcquirerHealth, HealthPolicy, health_ctx
 from router.idempotency.memory import MemoryStore
 from router.idempotency.protocol import Store
-from router.keys import CONFIG, HTTP_SESSION, RUNTIME, SANDBOXES
+from router.keys import CONFIG, CONFIG_PATH, HTTP_SESSION, RUNTIME, SANDBOXES
 from router.reconciler import reconciler_ctx
-from router.runtime import Runtime
+from router.reload import reload_ctx
+from router.routing import RoutingTable
+from router.runtime import Runtime, RuntimeHolder
 
 log = logging.getLogger(__name__)
+
+Ctx = Callable[[web.Application], AsyncIterator[None]]
 
 
 async def http_session_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -70,39 +79,94 @@ def build_store(config: Config) -> Store:
     return RedisStore.from_config(config.store)
 
 
-def store_ctx(store: Store | None) -> object:
+def config_version(config: Config) -> str:
+    return hashlib.sha256(config.model_dump_json().encode()).hexdigest()[:12]
+
+
+def build_runtime(
+    config: Config,
+    store: Store,
+    session: aiohttp.ClientSession,
+    sandboxes: dict[str, SandboxServer],
+    previous: Runtime | None = None,
+) -> Runtime:
+    """A Runtime for ``config``.  Acquirers that exist in ``previous`` keep their
+    breaker (unless its settings changed), health history and drain flag."""
+    acquirers: dict[str, Acquirer] = {}
+    for name, acq in config.acquirers.items():
+        base_url = sandboxes[name].url if acq.embedded else acq.base_url
+        assert base_url is not None
+        old = previous.acquirers.get(name) if previous else None
+        old_cfg = previous.config.acquirers.get(name) if previous else None
+        policy = HealthPolicy(**acq.health.model_dump())
+        if old is not None and old_cfg is not None:
+            health = old.health
+            health.policy = policy
+            breaker = old.breaker if old_cfg.breaker == acq.breaker else None
+            drained = old.drained
+        else:
+            health, breaker, drained = AcquirerHealth(policy=policy), None, False
+        acquirers[name] = Acquirer(
+            name=name,
+            adapter=build_adapter(name, acq, session, base_url),
+            breaker=breaker
+            or AcquirerBreaker(
+                name,
+                acq.breaker.fail_max,
+                acq.breaker.reset_timeout_s,
+                tuple(acq.breaker.counted),
+            ),
+            health=health,
+            test_mode=acq.test_mode,
+            weight=acq.weight,
+            priority=acq.priority,
+            drained=drained,
+        )
+    return Runtime(
+        config=config,
+        store=store,
+        acquirers=acquirers,
+        routing=RoutingTable(config.routing, acquirers),
+        version=config_version(config),
+    )
+
+
+def runtime_ctx(store: Store | None) -> Ctx:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         config = app[CONFIG]
-        owned = store is None
         the_store = build_store(config) if store is None else store
-        acquirers: dict[str, Acquirer] = {}
-        for name, acq in config.acquirers.items():
-            base_url = app[SANDBOXES][name].url if acq.embedded else acq.base_url
-            assert base_url is not None
-            acquirers[name] = Acquirer(
-                name, build_adapter(name, acq, app[HTTP_SESSION], base_url), acq.test_mode
-            )
-        app[RUNTIME] = Runtime(config=config, store=the_store, acquirers=acquirers)
+        runtime = build_runtime(config, the_store, app[HTTP_SESSION], app[SANDBOXES])
+        app[RUNTIME] = RuntimeHolder(runtime, [runtime.version])
         yield
-        if owned:
+        if store is None:
             await the_store.close()
 
     return ctx
 
 
 def create_app(
-    config: Config, *, store: Store | None = None, reconciler: bool = True
+    config: Config,
+    *,
+    store: Store | None = None,
+    config_path: str | None = None,
+    background: bool = True,
 ) -> web.Application:
-    """``store`` lets a test share one store between several app instances."""
+    """``store`` lets tests share one store between app instances;
+    ``config_path`` enables reloads (SIGHUP, file change, admin call);
+    ``background=False`` leaves out health probes and the reconciler."""
     app = web.Application(
         middlewares=[api.problem_middleware],
         client_max_size=config.server.max_body_bytes,
     )
     app[CONFIG] = config
-    app.cleanup_ctx.append(http_session_ctx)
-    app.cleanup_ctx.append(embedded_sandboxes_ctx)
-    app.cleanup_ctx.append(store_ctx(store))  # type: ignore[arg-type]
-    if reconciler:
-        app.cleanup_ctx.append(reconciler_ctx)
+    if config_path is not None:
+        app[CONFIG_PATH] = config_path
+    contexts: list[Any] = [http_session_ctx, embedded_sandboxes_ctx, runtime_ctx(store)]
+    if background:
+        contexts += [health_ctx, reconciler_ctx]
+    if config_path is not None:
+        contexts.append(reload_ctx)
+    app.cleanup_ctx.extend(contexts)
     api.add_routes(app)
+    admin.add_routes(app)
     return app

@@ -17,6 +17,32 @@ def hash_key(api_key: str) -> str:
     return hashlib.sha256(api_key.encode()).hexdigest()
 
 
+def _presented(authorization: str) -> bytes:
+    return hash_key(authorization.removeprefix("Bearer ").strip()).encode()
+
+
+def _matches(presented: bytes, hashes: list[str]) -> bool:
+    hit = False
+    for stored in hashes:  # no early exit
+        hit |= hmac.compare_digest(presented, stored.encode())
+    return hit
+
+
+def authenticate_admin(config: Config, authorization: str | None) -> None:
+    """The admin API has its own credential; a caller key never opens it."""
+    if config.admin is None:
+        raise Problem(404, "not_found", "the admin API is not enabled in this config")
+    if not authorization or not authorization.startswith("Bearer "):
+        raise Problem(
+            401,
+            "unauthenticated",
+            "send Authorization: Bearer <admin key>",
+            headers={"WWW-Authenticate": 'Bearer realm="payrouter-admin"'},
+        )
+    if not _matches(_presented(authorization), config.admin.api_key_sha256):
+        raise Problem(403, "forbidden", "this key may not use the admin API")
+
+
 def authenticate(config: Config, authorization: str | None) -> str:
     """Return the caller id for an ``Authorization: Bearer <key>`` header."""
     if not authorization or not authorization.startswith("Bearer "):
@@ -26,12 +52,11 @@ def authenticate(config: Config, authorization: str | None) -> str:
             "send Authorization: Bearer <api key>",
             headers={"WWW-Authenticate": 'Bearer realm="payrouter"'},
         )
-    presented = hash_key(authorization.removeprefix("Bearer ").strip()).encode()
+    presented = _presented(authorization)
     found: str | None = None
     for caller, settings in config.callers.items():
-        for stored in settings.api_key_sha256:
-            if hmac.compare_digest(presented, stored.encode()):
-                found = caller
+        if _matches(presented, settings.api_key_sha256):
+            found = caller
     if found is None:
         raise Problem(
             401,

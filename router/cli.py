@@ -29,7 +29,13 @@ def _serve(args: argparse.Namespace) -> int:
     port = args.port if args.port is not None else config.server.port
     _uvloop()
     print(f"payrouter listening on http://{host}:{port}  (config: {args.config})", flush=True)
-    web.run_app(create_app(config), host=host, port=port, print=None, access_log=None)
+    web.run_app(
+        create_app(config, config_path=str(args.config)),
+        host=host,
+        port=port,
+        print=None,
+        access_log=None,
+    )
     return 0
 
 
@@ -71,6 +77,37 @@ def _validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _explain(args: argparse.Namespace) -> int:
+    import orjson
+
+    from router.explain import explain, render
+
+    config = load_config(args.config)
+    try:
+        payment = orjson.loads(args.payment.read_bytes())
+    except (OSError, orjson.JSONDecodeError) as exc:
+        print(f"{args.payment}: cannot read a JSON payment: {exc}", file=sys.stderr)
+        return 2
+    if not isinstance(payment, dict):
+        print(f"{args.payment}: the payment must be a JSON object", file=sys.stderr)
+        return 2
+    plan, table = explain(config, payment)
+    if args.json:
+        print(
+            orjson.dumps(
+                {
+                    "rule": plan.rule,
+                    "balancer": plan.balancer,
+                    "candidates": plan.candidates,
+                    "notes": plan.notes,
+                }
+            ).decode()
+        )
+    else:
+        print(render(plan, table, payment))
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="payrouter", description=__doc__)
     sub = top.add_subparsers(dest="command", required=True)
@@ -94,6 +131,13 @@ def parser() -> argparse.ArgumentParser:
     validate = config_sub.add_parser("validate", help="check a config file")
     validate.add_argument("file", type=Path)
     validate.set_defaults(func=_validate)
+    explain = config_sub.add_parser(
+        "explain", help="which acquirers a sample payment would try, in order, and why"
+    )
+    explain.add_argument("config", type=Path)
+    explain.add_argument("payment", type=Path, help="JSON body of POST /v1/payments (+ caller)")
+    explain.add_argument("--json", action="store_true")
+    explain.set_defaults(func=_explain)
     return top
 
 

@@ -71,6 +71,9 @@ class ServerConfig(Strict):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
     max_body_bytes: int = Field(64 * 1024, ge=1024, le=10 * 1024 * 1024)
+    watch_config_s: float = Field(
+        2.0, ge=0, le=3600, description="poll the config file for changes; 0 turns it off"
+    )
 
 
 class StoreConfig(Strict):
@@ -94,6 +97,32 @@ class Timeouts(Strict):
     read_s: float = Field(10.0, gt=0, le=120)
 
 
+class HealthConfig(Strict):
+    interval_s: float = Field(2.0, gt=0, le=300)
+    timeout_s: float = Field(1.0, gt=0, le=60)
+    rise: int = Field(2, ge=1, le=20)
+    fall: int = Field(2, ge=1, le=20)
+    window_s: float = Field(30.0, gt=0, le=3600, description="passive outlier window")
+    min_requests: int = Field(10, ge=1)
+    max_error_rate: float = Field(0.5, gt=0, le=1)
+    ejection_s: float = Field(15.0, gt=0, le=3600)
+
+
+Counted = Literal["not_processed", "outcome_unknown", "integration_error"]
+
+
+def _all_counted() -> list[Counted]:
+    return ["not_processed", "outcome_unknown", "integration_error"]
+
+
+class BreakerConfig(Strict):
+    fail_max: int = Field(5, ge=1, le=1000)
+    reset_timeout_s: float = Field(10.0, gt=0, le=3600)
+    counted: list[Counted] = Field(
+        default_factory=_all_counted, description="failures that count toward opening"
+    )
+
+
 class AcquirerConfig(Strict):
     kind: Literal["sandbox"]
     base_url: str | None = None
@@ -104,6 +133,10 @@ class AcquirerConfig(Strict):
     api_key: EnvSecret | None = None
     timeouts: Timeouts = Timeouts()
     test_mode: bool = True
+    weight: int = Field(1, ge=0, le=1000, description="for the weighted balancer")
+    priority: int = Field(100, ge=0, le=10000, description="lower is tried first")
+    health: HealthConfig = HealthConfig()
+    breaker: BreakerConfig = BreakerConfig()
 
     @model_validator(mode="after")
     def _where(self) -> AcquirerConfig:
@@ -122,8 +155,73 @@ class CallerConfig(Strict):
     api_key_sha256: list[Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]] = Field(min_length=1)
 
 
+Balancer = Literal["priority", "weighted", "least_latency", "success_rate"]
+
+
+class AmountRange(Strict):
+    min: int | None = Field(None, ge=0)
+    max: int | None = Field(None, ge=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> AmountRange:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError("amount.min is above amount.max")
+        return self
+
+
+class BinRange(Strict):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    start: Annotated[str, Field(alias="from", pattern=r"^[0-9]{6,8}$")]
+    end: Annotated[str, Field(alias="to", pattern=r"^[0-9]{6,8}$")]
+
+    @model_validator(mode="after")
+    def _ordered(self) -> BinRange:
+        if len(self.start) != len(self.end) or self.start > self.end:
+            raise ValueError("a BIN range needs from <= to, of the same length")
+        return self
+
+    def contains(self, bin_: str) -> bool:
+        prefix = bin_[: len(self.start)]
+        return len(prefix) == len(self.start) and self.start <= prefix <= self.end
+
+
+class RuleMatch(Strict):
+    """Every given condition must hold; an omitted one matches anything."""
+
+    currency: list[str] | None = None
+    amount: AmountRange | None = None
+    card_brand: list[str] | None = None
+    bin: list[BinRange] | None = None
+    country: list[str] | None = None
+    caller: list[str] | None = None
+    payment_method: list[str] | None = Field(None, description="glob patterns on the token")
+
+
+class RoutingRule(Strict):
+    name: Annotated[str, Field(pattern=r"^[a-zA-Z0-9_.-]{1,64}$")]
+    match: RuleMatch = RuleMatch()
+    pool: list[str] = Field(min_length=1)
+    balancer: Balancer | None = None
+    fallback: list[str] = Field(default_factory=list, description="tried after the pool")
+
+
 class RoutingConfig(Strict):
-    default: list[str] = Field(min_length=1, description="acquirers in priority order")
+    rules: list[RoutingRule] = Field(default_factory=list, description="first match wins")
+    default: list[str] = Field(min_length=1, description="pool when no rule matches")
+    balancer: Balancer = "priority"
+    soft_decline_codes: list[str] = Field(
+        default_factory=list, description="declines worth one more try at another acquirer"
+    )
+    max_soft_decline_retries: int = Field(1, ge=0, le=3)
+    panic_threshold: float = Field(
+        0.5, ge=0, le=1, description="below this healthy share, health is ignored"
+    )
+    exploration: float = Field(0.05, ge=0, le=1, description="success_rate balancer")
+
+
+class AdminConfig(Strict):
+    api_key_sha256: list[Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]] = Field(min_length=1)
 
 
 class PaymentsConfig(Strict):
@@ -146,6 +244,7 @@ class Config(Strict):
     routing: RoutingConfig
     payments: PaymentsConfig = PaymentsConfig()
     reconciler: ReconcilerConfig = ReconcilerConfig()
+    admin: AdminConfig | None = None
 
     @field_validator("acquirers", "callers")
     @classmethod
@@ -160,6 +259,14 @@ class Config(Strict):
         for name in self.routing.default:
             if name not in self.acquirers:
                 raise ValueError(f"routing.default names unknown acquirer {name!r}")
+        seen: set[str] = set()
+        for rule in self.routing.rules:
+            if rule.name in seen:
+                raise ValueError(f"routing rule name {rule.name!r} is used twice")
+            seen.add(rule.name)
+            for name in [*rule.pool, *rule.fallback]:
+                if name not in self.acquirers:
+                    raise ValueError(f"routing rule {rule.name!r} names unknown acquirer {name!r}")
         if self.payments.lease_s < 2 * self.payments.deadline_s:
             raise ValueError("payments.lease_s must be at least twice payments.deadline_s")
         return self

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import aiohttp
 from aiohttp import web
 
 from adapters.sandbox.server import SandboxServer
 from router.config import Config
-from router.runtime import Runtime
+from router.reload import ConfigReloader
+from router.runtime import RuntimeHolder
 
 CONFIG = web.AppKey("config", Config)
 HTTP_SESSION = web.AppKey("http_session", aiohttp.ClientSession)
 SANDBOXES = web.AppKey("embedded_sandboxes", dict[str, SandboxServer])
-RUNTIME = web.AppKey("runtime", Runtime)
-RECONCILER_TASK = web.AppKey("reconciler_task", asyncio.Task[None])
+RUNTIME = web.AppKey("runtime", RuntimeHolder)
+CONFIG_PATH = web.AppKey("config_path", str)
+RELOADER = web.AppKey("config_reloader", ConfigReloader)

@@ -49,6 +49,7 @@ from router.records import (
     RefundRecord,
     now_ms,
 )
+from router.routing import RouteInput
 from router.runtime import Runtime
 from router.states import PaymentState, RefundState, require
 
@@ -281,9 +282,12 @@ async def create_payment(
         tried = {
             a.acquirer for a in run.record.attempts if a.outcome is not AttemptOutcome.NOT_PROCESSED
         }
-        preferred = request.routing.acquirer if request.routing else None
+        plan = rt.routing.plan(route_input(caller, request))
+        soft_codes = set(rt.config.routing.soft_decline_codes)
+        soft_left = rt.config.routing.max_soft_decline_retries
+        soft_declined: tuple[str, str, AcquirerResult] | None = None
         reasons: list[str] = []
-        for name in rt.candidates(preferred):
+        for name in plan.candidates:
             if name in tried:
                 continue
             acquirer = rt.acquirers[name]
@@ -311,8 +315,22 @@ async def create_payment(
                 ) from exc
             if result is None:
                 return await _finish_unknown(rt, payment.id, name, key)
+            if (
+                result.status is ResultStatus.DECLINED
+                and result.decline_code in soft_codes
+                and soft_left > 0
+            ):
+                soft_left -= 1
+                soft_declined = (name, key, result)
+                reasons.append(f"{name}: soft decline {result.decline_code}")
+                log.info(
+                    "soft decline %s at %s: trying the next acquirer", result.decline_code, name
+                )
+                continue
             return await _finish_create(rt, payment.id, name, key, result)
 
+        if soft_declined is not None:  # nobody else took it: the decline stands
+            return await _finish_create(rt, payment.id, *soft_declined)
         await mutate_payment(
             rt.store, payment.id, lambda p: outcomes.mark_failed(p, "no_acquirer_available")
         )
@@ -325,6 +343,7 @@ async def create_payment(
             headers={"Retry-After": "2"},
             payment_id=payment.id,
             attempts=reasons,
+            routing=plan.notes,
         )
 
     return await run_idempotent(
@@ -335,6 +354,20 @@ async def create_payment(
         id_prefix="pay",
         lease_ms=rt.lease_ms,
         work=work,
+    )
+
+
+def route_input(caller: str, request: CreatePayment) -> RouteInput:
+    hints = request.routing
+    return RouteInput(
+        amount=request.amount,
+        currency=request.currency,
+        caller=caller,
+        payment_method=request.payment_method,
+        card_brand=hints.card_brand if hints else None,
+        bin=hints.bin if hints else None,
+        country=hints.country if hints else None,
+        preferred=hints.acquirer if hints else None,
     )
 
 

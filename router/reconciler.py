@@ -19,7 +19,7 @@ from adapters.base import AcquirerError, AcquirerResult, Operation, ResultStatus
 from router import outcomes
 from router.acquirers import invoke
 from router.idempotency.protocol import StoreUnavailable, mutate_payment
-from router.keys import RECONCILER_TASK, RUNTIME
+from router.keys import RUNTIME
 from router.orchestrator import settle_refund
 from router.records import now_ms
 from router.runtime import Runtime
@@ -125,7 +125,7 @@ async def reconcile_once(rt: Runtime, limit: int = 100) -> int:
 
 async def _loop(app: web.Application) -> None:
     while True:
-        rt = app[RUNTIME]
+        rt = app[RUNTIME].current
         await asyncio.sleep(rt.config.reconciler.interval_s)
         try:
             count = await reconcile_once(rt)
@@ -138,8 +138,8 @@ async def _loop(app: web.Application) -> None:
 
 
 async def reconciler_ctx(app: web.Application) -> AsyncIterator[None]:
-    app[RECONCILER_TASK] = asyncio.create_task(_loop(app), name="reconciler")
+    task = asyncio.create_task(_loop(app), name="reconciler")
     yield
-    app[RECONCILER_TASK].cancel()
+    task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
-        await app[RECONCILER_TASK]
+        await task

@@ -1,15 +1,19 @@
 """Everything one request needs, in one object the handlers pass along.
 
-Tests build a Runtime directly and call the orchestrator without HTTP.
+A config reload builds a new Runtime and swaps it into the holder in one
+assignment; a request takes ``holder.current`` once when it starts and keeps
+that object to the end, so in-flight requests finish on the config they began
+with.  Tests build a Runtime directly and call the orchestrator without HTTP.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from router.acquirers import Acquirer
 from router.config import Config
 from router.idempotency.protocol import Store
+from router.routing import RoutingTable
 
 
 @dataclass
@@ -17,15 +21,20 @@ class Runtime:
     config: Config
     store: Store
     acquirers: dict[str, Acquirer]
-
-    def candidates(self, preferred: str | None = None) -> list[str]:
-        """Acquirers to try for a new payment, best first."""
-        order = [n for n in self.config.routing.default if n in self.acquirers]
-        if preferred in order:
-            order.remove(preferred)
-            order.insert(0, preferred)
-        return order
+    routing: RoutingTable
+    version: str = "initial"
 
     @property
     def lease_ms(self) -> int:
         return int(self.config.payments.lease_s * 1000)
+
+
+@dataclass
+class RuntimeHolder:
+    current: Runtime
+    history: list[str] = field(default_factory=list)
+
+    def swap(self, runtime: Runtime) -> Runtime:
+        previous, self.current = self.current, runtime
+        self.history.append(runtime.version)
+        return previous

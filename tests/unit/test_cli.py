@@ -24,3 +24,28 @@ def test_config_validate_reports_path_and_reason_with_exit_2(
     err = capsys.readouterr().err
     assert f"{bad}: callers:" in err
     assert "Traceback" not in err
+
+
+def test_config_explain_prints_the_rule_and_the_order(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("PAYROUTER_REDIS_PASSWORD", "SANDBOX_EU_KEY", "SANDBOX_US_KEY"):
+        monkeypatch.setenv(name, "x")
+    payment = tmp_path / "p.json"
+    payment.write_text('{"amount": 250000, "currency": "EUR", "payment_method": "tok_visa"}')
+    config = DEMO_CONFIG.parent / "production.example.yaml"
+    assert main(["config", "explain", str(config), str(payment)]) == 0
+    out = capsys.readouterr().out
+    assert "rule:    eur-high-value" in out
+    assert out.index("1. sandbox-eu") < out.index("2. sandbox-backup")
+    assert main(["config", "explain", str(config), str(payment), "--json"]) == 0
+    assert '"candidates":["sandbox-eu","sandbox-backup"]' in capsys.readouterr().out
+
+
+def test_config_explain_refuses_an_invalid_payment(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    payment = tmp_path / "p.json"
+    payment.write_text('{"amount": "ten", "currency": "EUR", "payment_method": "tok_visa"}')
+    assert main(["config", "explain", str(DEMO_CONFIG), str(payment)]) == 2
+    assert "payment: amount" in capsys.readouterr().err
