@@ -189,6 +189,11 @@ class Adapter(ABC):
     the same safety rules."""
 
     kind: str = "abstract"
+    #: True when ``status`` answering None PROVES the acquirer never processed a
+    #: request under that key (it records keys before acting on them).  Only
+    #: then may the reconciler, after a grace period, settle "unknown" as
+    #: "not processed"; otherwise an unknown stays unknown until proven.
+    status_is_authoritative: bool = False
 
     def __init__(
         self,

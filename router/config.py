@@ -234,6 +234,13 @@ class ReconcilerConfig(Strict):
     interval_s: float = Field(5.0, gt=0, le=3600)
     first_check_s: float = Field(2.0, ge=0, le=3600)
     max_backoff_s: float = Field(300.0, gt=0, le=86400)
+    not_found_grace_s: float = Field(
+        120.0,
+        ge=0,
+        le=86400,
+        description="an authoritative 'never received' is trusted only this long after the "
+        "attempt, when nothing can still be in flight",
+    )
 
 
 class Config(Strict):

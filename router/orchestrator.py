@@ -646,7 +646,7 @@ async def refund_payment(
                 lambda a, o: a.adapter.refund(o),
             )
         except Problem:
-            await _drop_refund(rt, payment_id, refund_id)
+            await drop_refund(rt, payment_id, refund_id)
             raise
         if result is None:
             refund = await mutate_refund(
@@ -729,7 +729,9 @@ async def _hold_refund(
     return payment, refund
 
 
-async def _drop_refund(rt: Runtime, payment_id: str, refund_id: str) -> None:
+async def drop_refund(
+    rt: Runtime, payment_id: str, refund_id: str, from_state: RefundState = RefundState.PENDING
+) -> None:
     """Nothing was processed: give the amount back and mark the refund failed."""
     await mutate_payment(
         rt.store,
@@ -741,7 +743,7 @@ async def _drop_refund(rt: Runtime, payment_id: str, refund_id: str) -> None:
         refund_id,
         lambda r: (
             r.model_copy(update={"state": RefundState.FAILED, "updated_ms": now_ms()})
-            if r.state is RefundState.PENDING
+            if r.state is from_state
             else None
         ),
     )

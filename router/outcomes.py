@@ -64,6 +64,16 @@ def mark_failed(payment: PaymentRecord, reason: str) -> PaymentRecord | None:
     return payment
 
 
+def confirm_not_processed(payment: PaymentRecord) -> PaymentRecord | None:
+    """The acquirer authoritatively never received the request (reconciler only)."""
+    if payment.state is not S.UNKNOWN:
+        return None
+    payment.state = S.FAILED
+    payment.failure_reason = "acquirer_confirms_not_processed"
+    payment.updated_ms = now_ms()
+    return payment
+
+
 def restart(payment: PaymentRecord) -> PaymentRecord | None:
     """A retry after a failure under which nothing was processed anywhere."""
     if payment.state is not S.FAILED:

@@ -20,7 +20,7 @@ from router import outcomes
 from router.acquirers import invoke
 from router.idempotency.protocol import StoreUnavailable, mutate_payment
 from router.keys import RUNTIME
-from router.orchestrator import settle_refund
+from router.orchestrator import drop_refund, settle_refund
 from router.records import now_ms
 from router.runtime import Runtime
 from router.states import PaymentState, RefundState
@@ -30,10 +30,16 @@ log = logging.getLogger(__name__)
 _tries: dict[str, int] = {}
 
 
+class _Unreachable(Exception):
+    pass
+
+
 async def _ask(rt: Runtime, acquirer_name: str, query: StatusQuery) -> AcquirerResult | None:
+    """The acquirer's record of the operation, None if it has none; raises
+    _Unreachable when the acquirer could not be asked."""
     acquirer = rt.acquirers.get(acquirer_name)
     if acquirer is None:
-        return None
+        raise _Unreachable(acquirer_name)
     try:
         return await invoke(
             acquirer,
@@ -42,7 +48,19 @@ async def _ask(rt: Runtime, acquirer_name: str, query: StatusQuery) -> AcquirerR
         )
     except AcquirerError as exc:
         log.info("reconcile status query at %s failed: %s", acquirer_name, exc.reason)
-        return None
+        raise _Unreachable(acquirer_name) from exc
+
+
+def _proven_absent(rt: Runtime, acquirer_name: str | None, since_ms: int) -> bool:
+    """'No record' is proof only from an authoritative acquirer, and only once
+    nothing sent at ``since_ms`` can still be on its way there."""
+    acquirer = rt.acquirers.get(acquirer_name) if acquirer_name else None
+    grace_ms = rt.config.reconciler.not_found_grace_s * 1000
+    return (
+        acquirer is not None
+        and acquirer.adapter.status_is_authoritative
+        and now_ms() - since_ms >= grace_ms
+    )
 
 
 async def resolve_payment(rt: Runtime, payment_id: str) -> bool:
@@ -53,15 +71,15 @@ async def resolve_payment(rt: Runtime, payment_id: str) -> bool:
     if p.state in outcomes.UNRESOLVED and p.acquirer and p.acquirer_key:
         operation = Operation.SALE if p.capture else Operation.AUTHORIZE
         result = await _ask(
-            rt,
-            p.acquirer,
-            StatusQuery(operation, p.id, p.acquirer_key, p.acquirer_reference),
+            rt, p.acquirer, StatusQuery(operation, p.id, p.acquirer_key, p.acquirer_reference)
         )
         if result is not None:
             acquirer, key, answer = p.acquirer, p.acquirer_key, result
             p = await mutate_payment(
                 rt.store, p.id, lambda cur: outcomes.apply_create(cur, acquirer, key, answer)
             )
+        elif _proven_absent(rt, p.acquirer, p.updated_ms):
+            p = await mutate_payment(rt.store, p.id, outcomes.confirm_not_processed)
         return p.state not in outcomes.UNRESOLVED and p.op_lock is None
     if p.op_lock is not None and p.acquirer and p.op_lock.acquirer_key:
         lock = p.op_lock
@@ -72,9 +90,12 @@ async def resolve_payment(rt: Runtime, payment_id: str) -> bool:
             StatusQuery(Operation(lock.operation), p.id, lock.acquirer_key, p.acquirer_reference),
         )
         if result is not None and result.status is not ResultStatus.PENDING:
+            answer = result
             p = await mutate_payment(
-                rt.store, p.id, lambda cur: outcomes.apply_locked_operation(cur, lock, result)
+                rt.store, p.id, lambda cur: outcomes.apply_locked_operation(cur, lock, answer)
             )
+        elif result is None and _proven_absent(rt, p.acquirer, p.updated_ms):
+            p = await mutate_payment(rt.store, p.id, lambda cur: outcomes.unlock(cur, lock.scope))
         return p.op_lock is None
     return p.state is not PaymentState.UNKNOWN
 
@@ -97,7 +118,14 @@ async def resolve_refund(rt: Runtime, refund_id: str) -> bool:
             refund.id,
         ),
     )
-    if result is None or result.status is ResultStatus.PENDING:
+    if result is None:
+        if refund.state is RefundState.UNKNOWN and _proven_absent(
+            rt, refund.acquirer, refund.updated_ms
+        ):
+            await drop_refund(rt, refund.payment_id, refund.id, RefundState.UNKNOWN)
+            return True
+        return False
+    if result.status is ResultStatus.PENDING:
         return False
     refund = await settle_refund(rt, refund_id, result)
     return refund.state not in (RefundState.PENDING, RefundState.UNKNOWN)
@@ -108,9 +136,12 @@ async def reconcile_once(rt: Runtime, limit: int = 100) -> int:
     resolved = 0
     for ref in await rt.store.due_unresolved(now_ms(), limit):
         kind, _, ident = ref.partition(":")
-        done = await (
-            resolve_payment(rt, ident) if kind == "payment" else resolve_refund(rt, ident)
-        )
+        try:
+            done = await (
+                resolve_payment(rt, ident) if kind == "payment" else resolve_refund(rt, ident)
+            )
+        except _Unreachable:
+            done = False
         if done:
             resolved += 1
             _tries.pop(ref, None)

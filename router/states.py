@@ -35,7 +35,9 @@ S = PaymentState
 
 TRANSITIONS: dict[PaymentState, frozenset[PaymentState]] = {
     S.PENDING: frozenset({S.AUTHORIZED, S.CAPTURED, S.DECLINED, S.FAILED, S.UNKNOWN, S.PENDING}),
-    S.UNKNOWN: frozenset({S.AUTHORIZED, S.CAPTURED, S.DECLINED, S.PENDING, S.UNKNOWN}),
+    # UNKNOWN -> FAILED only on the acquirer's authoritative word that it never
+    # received the request (see Adapter.status_is_authoritative)
+    S.UNKNOWN: frozenset({S.AUTHORIZED, S.CAPTURED, S.DECLINED, S.PENDING, S.UNKNOWN, S.FAILED}),
     S.AUTHORIZED: frozenset({S.CAPTURED, S.VOIDED}),
     S.CAPTURED: frozenset({S.PARTIALLY_REFUNDED, S.REFUNDED}),
     S.PARTIALLY_REFUNDED: frozenset({S.PARTIALLY_REFUNDED, S.REFUNDED}),

@@ -35,6 +35,7 @@ STATUS_MAP: dict[str, ResultStatus] = {
 
 class SandboxAdapter(Adapter):
     kind = "sandbox"
+    status_is_authoritative = True  # the sandbox stores a key before processing it
 
     def __init__(
         self,

@@ -24,6 +24,8 @@ class FaultMode(enum.StrEnum):
     REFUSE_CONNECTIONS = "refuse_connections"  # listener closed for a while
     GARBLED = "garbled"  # processed, 200 with a body that is not JSON
     UNHEALTHY = "unhealthy"  # health endpoint answers 503
+    DECLINE = "decline"  # the issuer says no (decline_code), whatever the token
+    DROP = "drop"  # connection cut BEFORE processing: ambiguous to the caller, nothing happened
 
 
 #: modes after which the sandbox has already moved money
@@ -47,6 +49,7 @@ class FaultRule(BaseModel):
     hang_s: float = Field(30.0, gt=0, le=600, description="how long a timeout fault hangs")
     duration_s: float = Field(5.0, gt=0, le=600, description="refuse_connections window")
     applies_to: Literal["mutating", "all"] = "mutating"
+    decline_code: str = Field("do_not_honor", pattern=r"^[a-z_]{1,40}$")
 
 
 class FaultBook:

@@ -140,7 +140,9 @@ def _declined(charge: Charge | None, code: str, **extra: Any) -> tuple[int, dict
 # ------------------------------------------------------------------- operations
 
 
-def _create(state: SandboxState, data: dict[str, Any], key: str) -> tuple[int, dict[str, Any]]:
+def _create(
+    state: SandboxState, data: dict[str, Any], key: str, decline: str | None = None
+) -> tuple[int, dict[str, Any]]:
     amount = _int_field(data, "amount")
     currency = data.get("currency")
     token = data.get("payment_method")
@@ -155,9 +157,10 @@ def _create(state: SandboxState, data: dict[str, Any], key: str) -> tuple[int, d
         status="pending",
     )
     state.charges[charge.id] = charge
-    if token.startswith("tok_decline_"):
-        charge.status = "declined"
-        charge.decline_code = token.removeprefix("tok_decline_") or "do_not_honor"
+    if decline is None and token.startswith("tok_decline_"):
+        decline = token.removeprefix("tok_decline_") or "do_not_honor"
+    if decline is not None:
+        charge.status, charge.decline_code = "declined", decline
         return 201, charge.view()
     if token == "tok_pending":
         state.record("pending", charge, amount, key)
@@ -259,6 +262,10 @@ async def _serve_mutation(request: web.Request, op: str) -> web.StreamResponse:
 
     if failure is not None and failure.mode is FaultMode.UNAVAILABLE:
         return _error(503, "unavailable", "try again", **{NOT_PROCESSED_HEADER: "true"})
+    if failure is not None and failure.mode is FaultMode.DROP:
+        assert request.transport is not None
+        request.transport.abort()
+        return web.Response(status=500)  # never reaches the client
     if failure is not None and failure.mode is FaultMode.REFUSE_CONNECTIONS:
         request.app[SERVER_KEY].refuse_for(failure.duration_s)
         assert request.transport is not None
@@ -271,7 +278,8 @@ async def _serve_mutation(request: web.Request, op: str) -> web.StreamResponse:
         data = await _body(request)
         if failure is None and op == "create":
             failure = token_fault(str(data.get("payment_method", "")))
-        status, body = _dispatch(state, request, op, data, key)
+        decline = failure.decline_code if failure and failure.mode is FaultMode.DECLINE else None
+        status, body = _dispatch(state, request, op, data, key, decline)
     except _Reply as reply:
         del state.keys[key]  # a refused request is not stored, like real acquirers
         return reply.response
@@ -282,10 +290,15 @@ async def _serve_mutation(request: web.Request, op: str) -> web.StreamResponse:
 
 
 def _dispatch(
-    state: SandboxState, request: web.Request, op: str, data: dict[str, Any], key: str
+    state: SandboxState,
+    request: web.Request,
+    op: str,
+    data: dict[str, Any],
+    key: str,
+    decline: str | None,
 ) -> tuple[int, dict[str, Any]]:
     if op == "create":
-        return _create(state, data, key)
+        return _create(state, data, key, decline)
     charge = _charge(state, request.match_info["charge_id"])
     if op == "capture":
         return _capture(state, charge, data, key)
@@ -498,13 +511,14 @@ class SandboxServer:
         return int(self._runner.addresses[0][1])
 
     async def stop_listening(self) -> None:
-        """Connections are now refused (the port is closed), state is kept."""
+        """An outage: the port is closed and open connections are dropped;
+        the ledger and idempotency state are kept for when it comes back."""
         if self._site is not None:
             await self._site.stop()
             self._site = None
         server = self._runner.server
         for conn in list(server.connections if server is not None else []):
-            conn.close()  # idle keep-alive connections must not outlive the "outage"
+            conn.force_close()  # an outage drops every connection, keep-alive ones too
 
     async def resume_listening(self) -> None:
         if self._site is None:

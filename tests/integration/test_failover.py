@@ -121,6 +121,40 @@ async def test_an_unresolvable_outcome_is_unknown_then_reconciled_without_a_seco
     assert _charges(a, b) == {body["id"]: 1}
 
 
+async def test_a_request_the_acquirer_never_processed_is_settled_failed_by_the_reconciler(
+    router_factory: RouterFactory, sandboxes: tuple[SandboxServer, ...]
+) -> None:
+    """The connection is cut before sandbox-a acts: the router cannot tell, so it
+    answers unknown and never tries sandbox-b.  Later, sandbox-a's authoritative
+    "never received that key" (after the grace period) settles it as failed."""
+    a, b = sandboxes
+    config = make_config(
+        {"sandbox-a": a.url, "sandbox-b": b.url}, reconciler={"not_found_grace_s": 0.3}
+    )
+    client = await router_factory(config)
+    await _faults(client, a, {"mode": "drop"})
+    status, body = await _pay(client, "k-1")
+    assert (status, body["status"]) == (202, "unknown")
+    assert b.state.requests_seen == 0
+    for _ in range(100):
+        got = await (await client.get(f"/v1/payments/{body['id']}", headers=AUTH)).json()
+        if got["status"] != "unknown":
+            break
+        await asyncio.sleep(0.05)
+    assert (got["status"], got["failure_reason"]) == ("failed", "acquirer_confirms_not_processed")
+    assert a.state.ledger == []
+
+    await _faults(client, a)  # the caller retries later: processed once, at sandbox-a
+    status, paid = await _pay(client, "k-1")
+    assert (status, paid["id"], paid["status"], paid["acquirer"]) == (
+        201,
+        body["id"],
+        "captured",
+        "sandbox-a",
+    )
+    assert _charges(a, b) == {body["id"]: 1}
+
+
 async def test_when_every_acquirer_is_down_nothing_is_charged_and_the_retry_succeeds(
     client: Client, sandboxes: tuple[SandboxServer, ...]
 ) -> None:

@@ -44,7 +44,7 @@ def test_legal_transitions(current: PaymentState, new: PaymentState) -> None:
         (S.CAPTURED, S.VOIDED),
         (S.DECLINED, S.AUTHORIZED),
         (S.REFUNDED, S.CAPTURED),
-        (S.UNKNOWN, S.FAILED),  # an unknown outcome is never assumed to be "nothing happened"
+        (S.UNKNOWN, S.VOIDED),
         (S.AUTHORIZED, S.PENDING),
     ],
 )
@@ -75,3 +75,19 @@ def test_operations_in_their_states_are_allowed() -> None:
     require("capture", S.AUTHORIZED)
     require("void", S.AUTHORIZED)
     require("refund", S.PARTIALLY_REFUNDED)
+
+
+def test_unknown_becomes_failed_only_through_the_acquirers_confirmation() -> None:
+    from router import outcomes
+    from router.records import PaymentRecord
+
+    payment = PaymentRecord(
+        id="pay_1", caller="c", state=S.UNKNOWN, amount=1, currency="EUR", capture=True
+    )
+    assert outcomes.mark_failed(payment.model_copy(), "no_acquirer_available") is None
+    confirmed = outcomes.confirm_not_processed(payment.model_copy())
+    assert confirmed is not None
+    assert (confirmed.state, confirmed.failure_reason) == (
+        S.FAILED,
+        "acquirer_confirms_not_processed",
+    )
