@@ -111,11 +111,16 @@ class StatusQuery:
 class AcquirerError(Exception):
     """Base of transport-level trouble; ``reason`` is a stable machine code."""
 
-    def __init__(self, acquirer: str, reason: str, detail: str = "") -> None:
+    def __init__(
+        self, acquirer: str, reason: str, detail: str = "", *, replayable: bool = True
+    ) -> None:
         super().__init__(f"{acquirer}: {reason}" + (f" ({detail})" if detail else ""))
         self.acquirer = acquirer
         self.reason = reason
         self.detail = detail
+        #: False when the acquirer said a replay under the same key cannot help
+        #: (e.g. Stripe-Should-Retry: false); resolution then asks for status only
+        self.replayable = replayable
 
 
 class NotProcessed(AcquirerError):

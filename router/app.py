@@ -16,9 +16,12 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from adapters.adyen import AdyenAdapter
 from adapters.base import Adapter, Timeouts
+from adapters.checkout import CheckoutAdapter
 from adapters.sandbox.adapter import SandboxAdapter
 from adapters.sandbox.server import SandboxServer
+from adapters.stripe import StripeAdapter
 from router import admin, api
 from router.acquirers import Acquirer
 from router.breakers import AcquirerBreaker
@@ -66,9 +69,26 @@ async def embedded_sandboxes_ctx(app: web.Application) -> AsyncIterator[None]:
 def build_adapter(
     name: str, acq: AcquirerConfig, session: aiohttp.ClientSession, base_url: str
 ) -> Adapter:
+    """The one place a configured kind becomes an adapter class."""
     timeouts = Timeouts(connect=acq.timeouts.connect_s, read=acq.timeouts.read_s)
     api_key = acq.api_key.get() if acq.api_key else None
-    return SandboxAdapter(name, session, base_url, timeouts, api_key=api_key)
+    if acq.kind == "sandbox":
+        return SandboxAdapter(name, session, base_url, timeouts, api_key=api_key)
+    assert api_key is not None  # the config validator requires it
+    if acq.kind == "stripe":
+        return StripeAdapter(name, session, base_url, timeouts, api_key=api_key)
+    if acq.kind == "adyen":
+        assert acq.merchant_account is not None and acq.return_url is not None
+        return AdyenAdapter(
+            name,
+            session,
+            base_url,
+            timeouts,
+            api_key=api_key,
+            merchant_account=acq.merchant_account,
+            return_url=acq.return_url,
+        )
+    return CheckoutAdapter(name, session, base_url, timeouts, api_key=api_key)
 
 
 def build_store(config: Config) -> Store:

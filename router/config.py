@@ -124,13 +124,18 @@ class BreakerConfig(Strict):
 
 
 class AcquirerConfig(Strict):
-    kind: Literal["sandbox"]
+    kind: Literal["sandbox", "stripe", "adyen", "checkout"]
     base_url: str | None = None
     embedded: bool = False
     faults: list[FaultRule] = Field(
         default_factory=list, description="fault rules for an embedded sandbox"
     )
     api_key: EnvSecret | None = None
+    webhook_secret: EnvSecret | None = Field(
+        None, description="Stripe endpoint secret, Adyen HMAC key (hex), Checkout.com key"
+    )
+    merchant_account: str | None = Field(None, description="Adyen")
+    return_url: str | None = Field(None, description="Adyen: where shoppers return after 3DS")
     timeouts: Timeouts = Timeouts()
     test_mode: bool = True
     weight: int = Field(1, ge=0, le=1000, description="for the weighted balancer")
@@ -148,6 +153,16 @@ class AcquirerConfig(Strict):
             raise ValueError("faults apply only to embedded sandbox acquirers")
         if self.base_url and not re.match(r"^https?://", self.base_url):
             raise ValueError("base_url must start with http:// or https://")
+        if self.kind != "sandbox" and self.api_key is None:
+            raise ValueError(f"a {self.kind} acquirer needs api_key: {{env: NAME}}")
+        if self.kind == "adyen" and not (self.merchant_account and self.return_url):
+            raise ValueError("an adyen acquirer needs merchant_account and return_url")
+        if (
+            self.kind != "sandbox"
+            and not self.test_mode
+            and not (self.base_url or "").startswith("https://")
+        ):
+            raise ValueError("a live acquirer must be reached over https://")
         return self
 
 

@@ -108,9 +108,10 @@ async def _resolve(
     send: Callable[[], Awaitable[AcquirerResult]],
     query: StatusQuery,
     deadline: _Deadline,
+    replayable: bool = True,
 ) -> AcquirerResult | None:
     """Find out what an ambiguous request did, asking only the acquirer it went to."""
-    for replay in range(rt.config.payments.same_acquirer_replays):
+    for replay in range(rt.config.payments.same_acquirer_replays if replayable else 0):
         await sleep_backoff(replay)
         try:
             return await invoke(acquirer, send, max(deadline.remaining(), RESOLVE_FLOOR_S))
@@ -155,7 +156,7 @@ async def _attempt(
         raise
     except OutcomeUnknown as exc:
         log.warning("outcome unknown at %s (%s): resolving there", acquirer.name, exc.reason)
-        resolved = await _resolve(rt, acquirer, send, query, deadline)
+        resolved = await _resolve(rt, acquirer, send, query, deadline, exc.replayable)
         if resolved is None:
             await run.settle(
                 index,
