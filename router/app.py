@@ -78,7 +78,8 @@ def build_adapter(
     if acq.kind == "stripe":
         return StripeAdapter(name, session, base_url, timeouts, api_key=api_key)
     if acq.kind == "adyen":
-        assert acq.merchant_account is not None and acq.return_url is not None
+        assert acq.merchant_account is not None
+        assert acq.return_url is not None
         return AdyenAdapter(
             name,
             session,

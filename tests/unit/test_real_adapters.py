@@ -286,7 +286,7 @@ async def test_adyen_payments_request_validates_against_checkout_v71(
             payload={"pspReference": "PSP1", "resultCode": "Authorised"},
         )
         result = await (adyen.sale(ORDER) if capture else adyen.authorize(ORDER))
-        method, url, sent = _sent(mock)
+        _method, _url, sent = _sent(mock)
     body = json.loads(sent["data"])
     _adyen_validate(body, "PaymentRequest")
     assert sent["headers"]["X-API-Key"] == "AQE_key"
