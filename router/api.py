@@ -25,6 +25,7 @@ from router.openapi import openapi_document
 from router.pan import json_contains_pan
 from router.problems import Problem, store_unavailable
 from router.runtime import Runtime
+from router.webhooks import inbound
 
 log = logging.getLogger(__name__)
 
@@ -178,6 +179,16 @@ async def get_refund(request: web.Request) -> web.Response:
     return _json(await orchestrator.get_refund(_rt(request), caller, refund_id))
 
 
+async def acquirer_webhook(request: web.Request) -> web.Response:
+    """Acquirers authenticate by signature, not by API key."""
+    rt = _rt(request)
+    name = request.match_info["acquirer"]
+    changed = await inbound.receive(rt, name, dict(request.headers), await request.read())
+    if rt.config.acquirers[name].kind == "adyen":
+        return web.Response(text="[accepted]")  # what Adyen expects back
+    return _json({"received": True, "changed": changed})
+
+
 async def openapi(request: web.Request) -> web.Response:
     return _json(openapi_document())
 
@@ -203,6 +214,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/payments/{payment_id}/void", void_payment)
     app.router.add_post("/v1/payments/{payment_id}/refunds", refund_payment)
     app.router.add_get("/v1/refunds/{refund_id}", get_refund)
+    app.router.add_post("/webhooks/{acquirer}", acquirer_webhook)
     app.router.add_get("/openapi.json", openapi)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

@@ -6,6 +6,8 @@ touches a single slot and the same code runs on Redis Cluster.
 
 from __future__ import annotations
 
+import hashlib
+
 PREFIX = "pr"
 
 
@@ -25,6 +27,12 @@ def payment(payment_id: str) -> str:
 
 def refund(refund_id: str) -> str:
     return f"{PREFIX}:refund:{{{refund_id}}}"
+
+
+def event(acquirer: str, event_id: str) -> str:
+    """An inbound webhook event already applied (dedupe marker)."""
+    digest = hashlib.sha256(f"{acquirer}\x1f{event_id}".encode()).hexdigest()[:40]
+    return f"{PREFIX}:event:{{{digest}}}"
 
 
 #: sorted set of "payment:<id>" / "refund:<id>" scored by the next check time

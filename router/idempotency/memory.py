@@ -173,6 +173,13 @@ class MemoryStore:
             raise VersionConflict(key)
         self._put(key, doc)
 
+    # ------------------------------------------------------------------ events
+    async def event_seen(self, acquirer: str, event_id: str) -> bool:
+        return self._get(f"event:{acquirer}:{event_id}") is not None
+
+    async def remember_event(self, acquirer: str, event_id: str) -> None:
+        self._put(f"event:{acquirer}:{event_id}", "1")
+
     # --------------------------------------------------------------- unresolved
     async def mark_unresolved(self, ref: str, due_ms: int) -> None:
         self._unresolved[ref] = due_ms

@@ -342,6 +342,15 @@ class RedisStore:
             redis_keys.refund(refund.id), refund.model_dump_json(), expected_version
         )
 
+    # ------------------------------------------------------------------ events
+    async def event_seen(self, acquirer: str, event_id: str) -> bool:
+        async with _boundary():
+            return bool(await self.client.exists(redis_keys.event(acquirer, event_id)))
+
+    async def remember_event(self, acquirer: str, event_id: str) -> None:
+        async with _boundary():
+            await self.client.set(redis_keys.event(acquirer, event_id), "1", px=self.ttl_ms)
+
     # --------------------------------------------------------------- unresolved
     async def mark_unresolved(self, ref: str, due_ms: int) -> None:
         async with _boundary():
