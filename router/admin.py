@@ -10,6 +10,7 @@ from aiohttp import web
 from router.auth import authenticate_admin
 from router.keys import CONFIG_PATH, RELOADER, RUNTIME
 from router.problems import Problem
+from router.records import now_ms
 from router.runtime import Runtime
 
 
@@ -103,9 +104,47 @@ async def config_info(request: web.Request) -> web.Response:
     )
 
 
+async def dead_letters(request: web.Request) -> web.Response:
+    rt = _admin_rt(request)
+    assert rt.publisher is not None
+    items = await rt.publisher.outbox.dead_letters(500)
+    return _json(
+        {
+            "dead_letters": [
+                {
+                    "id": entry_id,
+                    "event_id": d.event_id,
+                    "type": d.event_type,
+                    "subscriber": d.subscriber,
+                    "attempts": d.attempt + 1,
+                    "reason": reason,
+                }
+                for entry_id, d, reason in items
+            ]
+        }
+    )
+
+
+async def redeliver(request: web.Request) -> web.Response:
+    """Body ``{"ids": [...]}`` redelivers those dead letters; no ids: all of them."""
+    rt = _admin_rt(request)
+    assert rt.publisher is not None
+    raw = await request.read()
+    try:
+        ids = orjson.loads(raw).get("ids") if raw else None
+    except (orjson.JSONDecodeError, AttributeError):
+        raise Problem(400, "invalid_json", 'send {"ids": [...]} or nothing') from None
+    if ids is not None and not (isinstance(ids, list) and all(isinstance(i, str) for i in ids)):
+        raise Problem(400, "invalid_request", "ids must be a list of dead-letter ids")
+    moved = await rt.publisher.outbox.redeliver(ids, now_ms())
+    return _json({"redelivered": moved})
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/admin/acquirers", list_acquirers)
     app.router.add_post("/admin/acquirers/{name}/drain", drain)
     app.router.add_post("/admin/acquirers/{name}/undrain", undrain)
     app.router.add_post("/admin/config/reload", reload)
     app.router.add_get("/admin/config", config_info)
+    app.router.add_get("/admin/webhooks/dead", dead_letters)
+    app.router.add_post("/admin/webhooks/redeliver", redeliver)

@@ -34,6 +34,8 @@ from router.reconciler import reconciler_ctx
 from router.reload import reload_ctx
 from router.routing import RoutingTable
 from router.runtime import Runtime, RuntimeHolder
+from router.webhooks.outbound import Publisher, delivery_ctx
+from router.webhooks.outbox import MemoryOutbox, Outbox, RedisOutbox
 
 log = logging.getLogger(__name__)
 
@@ -104,12 +106,21 @@ def config_version(config: Config) -> str:
     return hashlib.sha256(config.model_dump_json().encode()).hexdigest()[:12]
 
 
+def build_outbox(store: Store) -> Outbox:
+    from router.idempotency.redis_store import RedisStore
+
+    if isinstance(store, RedisStore):
+        return RedisOutbox(store.client)
+    return MemoryOutbox()
+
+
 def build_runtime(
     config: Config,
     store: Store,
     session: aiohttp.ClientSession,
     sandboxes: dict[str, SandboxServer],
     previous: Runtime | None = None,
+    outbox: Outbox | None = None,
 ) -> Runtime:
     """A Runtime for ``config``.  Acquirers that exist in ``previous`` keep their
     breaker (unless its settings changed), health history and drain flag."""
@@ -143,12 +154,15 @@ def build_runtime(
             priority=acq.priority,
             drained=drained,
         )
+    if outbox is None:
+        outbox = previous.publisher.outbox if previous and previous.publisher else MemoryOutbox()
     return Runtime(
         config=config,
         store=store,
         acquirers=acquirers,
         routing=RoutingTable(config.routing, acquirers),
         version=config_version(config),
+        publisher=Publisher(config.webhooks, outbox),
     )
 
 
@@ -156,7 +170,9 @@ def runtime_ctx(store: Store | None) -> Ctx:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         config = app[CONFIG]
         the_store = build_store(config) if store is None else store
-        runtime = build_runtime(config, the_store, app[HTTP_SESSION], app[SANDBOXES])
+        runtime = build_runtime(
+            config, the_store, app[HTTP_SESSION], app[SANDBOXES], outbox=build_outbox(the_store)
+        )
         app[RUNTIME] = RuntimeHolder(runtime, [runtime.version])
         yield
         if store is None:
@@ -184,7 +200,7 @@ def create_app(
         app[CONFIG_PATH] = config_path
     contexts: list[Any] = [http_session_ctx, embedded_sandboxes_ctx, runtime_ctx(store)]
     if background:
-        contexts += [health_ctx, reconciler_ctx]
+        contexts += [health_ctx, reconciler_ctx, delivery_ctx]
     if config_path is not None:
         contexts.append(reload_ctx)
     app.cleanup_ctx.extend(contexts)

@@ -108,6 +108,38 @@ def _explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _redeliver(args: argparse.Namespace) -> int:
+    from router.idempotency.redis_store import RedisStore
+    from router.records import now_ms
+    from router.webhooks.outbox import RedisOutbox
+
+    config = load_config(args.config)
+    if config.store.kind != "redis":
+        print(
+            "webhook dead letters live in Redis; this config uses the memory store", file=sys.stderr
+        )
+        return 2
+
+    async def run() -> int:
+        store = RedisStore.from_config(config.store)
+        try:
+            outbox = RedisOutbox(store.client)
+            if args.list:
+                for entry_id, delivery, reason in await outbox.dead_letters(1000):
+                    print(
+                        f"{entry_id}  {delivery.event_id}  {delivery.event_type}  "
+                        f"-> {delivery.subscriber}  ({reason})"
+                    )
+                return 0
+            moved = await outbox.redeliver(args.ids or None, now_ms())
+            print(f"redelivered {moved} dead letter(s)")
+            return 0
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="payrouter", description=__doc__)
     sub = top.add_subparsers(dest="command", required=True)
@@ -138,6 +170,15 @@ def parser() -> argparse.ArgumentParser:
     explain.add_argument("payment", type=Path, help="JSON body of POST /v1/payments (+ caller)")
     explain.add_argument("--json", action="store_true")
     explain.set_defaults(func=_explain)
+    webhooks = sub.add_parser("webhooks", help="outbound webhook tools")
+    webhooks_sub = webhooks.add_subparsers(dest="webhooks_command", required=True)
+    redeliver = webhooks_sub.add_parser(
+        "redeliver", help="send dead-lettered deliveries again (all, or the ids given)"
+    )
+    redeliver.add_argument("--config", type=Path, required=True)
+    redeliver.add_argument("--list", action="store_true", help="only list the dead letters")
+    redeliver.add_argument("ids", nargs="*")
+    redeliver.set_defaults(func=_redeliver)
     return top
 
 

@@ -239,6 +239,25 @@ class AdminConfig(Strict):
     api_key_sha256: list[Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]] = Field(min_length=1)
 
 
+class SubscriberConfig(Strict):
+    url: Annotated[str, Field(pattern=r"^https?://")]
+    secret: EnvSecret
+    events: list[str] = Field(
+        default_factory=lambda: ["*"], description="globs: payment.*, refund.succeeded"
+    )
+
+
+class WebhooksConfig(Strict):
+    subscribers: dict[str, SubscriberConfig] = Field(default_factory=dict)
+    retry_window_s: float = Field(3600.0, gt=0, le=7 * 86400, description="then dead-letter")
+    backoff_base_s: float = Field(1.0, gt=0, le=3600)
+    backoff_max_s: float = Field(300.0, gt=0, le=86400)
+    timeout_s: float = Field(5.0, gt=0, le=60)
+    claim_idle_s: float = Field(
+        60.0, gt=0, le=3600, description="take over deliveries a dead instance held"
+    )
+
+
 class PaymentsConfig(Strict):
     deadline_s: float = Field(20.0, gt=0, le=120, description="whole request, failover included")
     same_acquirer_replays: int = Field(2, ge=0, le=10)
@@ -267,6 +286,7 @@ class Config(Strict):
     payments: PaymentsConfig = PaymentsConfig()
     reconciler: ReconcilerConfig = ReconcilerConfig()
     admin: AdminConfig | None = None
+    webhooks: WebhooksConfig = WebhooksConfig()
 
     @field_validator("acquirers", "callers")
     @classmethod

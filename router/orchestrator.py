@@ -38,7 +38,7 @@ from adapters.base import (
 from router import outcomes
 from router.acquirers import Acquirer, invoke
 from router.idempotency.flow import ApiResult, Run, derive_acquirer_key, fingerprint, run_idempotent
-from router.idempotency.protocol import AlreadyExists, mutate_payment, mutate_refund
+from router.idempotency.protocol import AlreadyExists
 from router.models import CapturePayment, CreatePayment, CreateRefund, PaymentView, RefundView
 from router.problems import Problem
 from router.records import (
@@ -305,8 +305,8 @@ async def create_payment(
                 log.info("failing over from %s: %s", name, exc.reason)
                 continue
             except IntegrationError as exc:
-                await mutate_payment(
-                    rt.store, payment.id, lambda p: outcomes.mark_failed(p, "integration_error")
+                await rt.update_payment(
+                    payment.id, lambda p: outcomes.mark_failed(p, "integration_error")
                 )
                 raise Problem(
                     502,
@@ -332,8 +332,8 @@ async def create_payment(
 
         if soft_declined is not None:  # nobody else took it: the decline stands
             return await _finish_create(rt, payment.id, *soft_declined)
-        await mutate_payment(
-            rt.store, payment.id, lambda p: outcomes.mark_failed(p, "no_acquirer_available")
+        await rt.update_payment(
+            payment.id, lambda p: outcomes.mark_failed(p, "no_acquirer_available")
         )
         raise Problem(
             503,
@@ -397,15 +397,15 @@ async def _ensure_payment(
         payment = await rt.store.get_payment(run.resource_id)
         assert payment is not None
     if payment.state is PaymentState.FAILED:
-        payment = await mutate_payment(rt.store, payment.id, outcomes.restart)
+        payment = await rt.update_payment(payment.id, outcomes.restart)
     return payment
 
 
 async def _finish_create(
     rt: Runtime, payment_id: str, acquirer: str, key: str, result: AcquirerResult
 ) -> ApiResult:
-    payment = await mutate_payment(
-        rt.store, payment_id, lambda p: outcomes.apply_create(p, acquirer, key, result)
+    payment = await rt.update_payment(
+        payment_id, lambda p: outcomes.apply_create(p, acquirer, key, result)
     )
     if payment.state is PaymentState.PENDING:
         await _schedule_reconcile(rt, f"payment:{payment_id}")
@@ -414,9 +414,7 @@ async def _finish_create(
 
 
 async def _finish_unknown(rt: Runtime, payment_id: str, acquirer: str, key: str) -> ApiResult:
-    payment = await mutate_payment(
-        rt.store, payment_id, lambda p: outcomes.mark_unknown(p, acquirer, key)
-    )
+    payment = await rt.update_payment(payment_id, lambda p: outcomes.mark_unknown(p, acquirer, key))
     await _schedule_reconcile(rt, f"payment:{payment_id}")
     return _view(payment, 202)
 
@@ -531,7 +529,7 @@ async def _locked_operation(
             return p
 
         if _settled_result(run, operation) is None or run.record.open_attempt() is not None:
-            payment = await mutate_payment(rt.store, payment_id, take_lock)
+            payment = await rt.update_payment(payment_id, take_lock)
         else:
             payment = await rt.store.get_payment(payment_id)  # type: ignore[assignment]
         lock = payment.op_lock or OpLock(operation=operation, scope=run.scope, amount=0)
@@ -549,18 +547,17 @@ async def _locked_operation(
                 else (lambda a, o: a.adapter.void(o)),
             )
         except Problem:
-            await mutate_payment(rt.store, payment_id, lambda p: outcomes.unlock(p, run.scope))
+            await rt.update_payment(payment_id, lambda p: outcomes.unlock(p, run.scope))
             raise
         if result is None:
-            payment = await mutate_payment(
-                rt.store,
+            payment = await rt.update_payment(
                 payment_id,
                 lambda p: _note_lock_key(p, run.scope, key),
             )
             await _schedule_reconcile(rt, f"payment:{payment_id}")
             return _view(payment, 202)
-        payment = await mutate_payment(
-            rt.store, payment_id, lambda p: outcomes.apply_locked_operation(p, lock, result)
+        payment = await rt.update_payment(
+            payment_id, lambda p: outcomes.apply_locked_operation(p, lock, result)
         )
         if result.status is ResultStatus.DECLINED:
             raise Problem(
@@ -650,9 +647,7 @@ async def refund_payment(
             await drop_refund(rt, payment_id, refund_id)
             raise
         if result is None:
-            refund = await mutate_refund(
-                rt.store, refund_id, lambda r: _mark_refund_unknown(r, key)
-            )
+            refund = await rt.update_refund(refund_id, lambda r: _mark_refund_unknown(r, key))
             await _schedule_reconcile(rt, f"refund:{refund_id}")
             return _refund_view(refund, 202)
         refund = await settle_refund(rt, refund_id, result)
@@ -702,7 +697,7 @@ async def _hold_refund(
         p.updated_ms = now_ms()
         return p
 
-    payment = await mutate_payment(rt.store, payment_id, hold)
+    payment = await rt.update_payment(payment_id, hold)
     assert payment.acquirer is not None
     amount = payment.refund_holds[refund_id]
     if refund is None:
@@ -720,8 +715,7 @@ async def _hold_refund(
         with contextlib.suppress(AlreadyExists):
             await rt.store.create_refund(refund)
     else:
-        refund = await mutate_refund(
-            rt.store,
+        refund = await rt.update_refund(
             refund_id,
             lambda r: r.model_copy(
                 update={"state": RefundState.PENDING, "amount": amount, "updated_ms": now_ms()}
@@ -734,13 +728,11 @@ async def drop_refund(
     rt: Runtime, payment_id: str, refund_id: str, from_state: RefundState = RefundState.PENDING
 ) -> None:
     """Nothing was processed: give the amount back and mark the refund failed."""
-    await mutate_payment(
-        rt.store,
+    await rt.update_payment(
         payment_id,
         lambda p: outcomes.settle_refund_on_payment(p, refund_id, succeeded=False),
     )
-    await mutate_refund(
-        rt.store,
+    await rt.update_refund(
         refund_id,
         lambda r: (
             r.model_copy(update={"state": RefundState.FAILED, "updated_ms": now_ms()})
@@ -760,10 +752,9 @@ def _mark_refund_unknown(r: RefundRecord, key: str) -> RefundRecord | None:
 async def settle_refund(rt: Runtime, refund_id: str, result: AcquirerResult) -> RefundRecord:
     """Apply an acquirer's answer to a refund and its payment (any order, any number
     of times)."""
-    refund = await mutate_refund(rt.store, refund_id, lambda r: outcomes.apply_refund(r, result))
+    refund = await rt.update_refund(refund_id, lambda r: outcomes.apply_refund(r, result))
     if refund.state in (RefundState.SUCCEEDED, RefundState.DECLINED):
-        await mutate_payment(
-            rt.store,
+        await rt.update_payment(
             refund.payment_id,
             lambda p: outcomes.settle_refund_on_payment(
                 p, refund_id, succeeded=refund.state is RefundState.SUCCEEDED

@@ -18,7 +18,7 @@ from aiohttp import web
 from adapters.base import AcquirerError, AcquirerResult, Operation, ResultStatus, StatusQuery
 from router import outcomes
 from router.acquirers import invoke
-from router.idempotency.protocol import StoreUnavailable, mutate_payment
+from router.idempotency.protocol import StoreUnavailable
 from router.keys import RUNTIME
 from router.orchestrator import drop_refund, settle_refund
 from router.records import now_ms
@@ -75,11 +75,11 @@ async def resolve_payment(rt: Runtime, payment_id: str) -> bool:
         )
         if result is not None:
             acquirer, key, answer = p.acquirer, p.acquirer_key, result
-            p = await mutate_payment(
-                rt.store, p.id, lambda cur: outcomes.apply_create(cur, acquirer, key, answer)
+            p = await rt.update_payment(
+                p.id, lambda cur: outcomes.apply_create(cur, acquirer, key, answer)
             )
         elif _proven_absent(rt, p.acquirer, p.updated_ms):
-            p = await mutate_payment(rt.store, p.id, outcomes.confirm_not_processed)
+            p = await rt.update_payment(p.id, outcomes.confirm_not_processed)
         return p.state not in outcomes.UNRESOLVED and p.op_lock is None
     if p.op_lock is not None and p.acquirer and p.op_lock.acquirer_key:
         lock = p.op_lock
@@ -91,11 +91,11 @@ async def resolve_payment(rt: Runtime, payment_id: str) -> bool:
         )
         if result is not None and result.status is not ResultStatus.PENDING:
             answer = result
-            p = await mutate_payment(
-                rt.store, p.id, lambda cur: outcomes.apply_locked_operation(cur, lock, answer)
+            p = await rt.update_payment(
+                p.id, lambda cur: outcomes.apply_locked_operation(cur, lock, answer)
             )
         elif result is None and _proven_absent(rt, p.acquirer, p.updated_ms):
-            p = await mutate_payment(rt.store, p.id, lambda cur: outcomes.unlock(cur, lock.scope))
+            p = await rt.update_payment(p.id, lambda cur: outcomes.unlock(cur, lock.scope))
         return p.op_lock is None
     return p.state is not PaymentState.UNKNOWN
 

@@ -35,5 +35,11 @@ def event(acquirer: str, event_id: str) -> str:
     return f"{PREFIX}:event:{{{digest}}}"
 
 
+#: outbound webhook deliveries: the stream, the retry schedule and the dead
+#: letters share one hash tag so the retry mover is a single-slot script
+WEBHOOK_STREAM = f"{PREFIX}:{{webhooks}}:stream"
+WEBHOOK_RETRY = f"{PREFIX}:{{webhooks}}:retry"
+WEBHOOK_DEAD = f"{PREFIX}:{{webhooks}}:dead"
+
 #: sorted set of "payment:<id>" / "refund:<id>" scored by the next check time
 UNRESOLVED = f"{PREFIX}:unresolved"

@@ -8,12 +8,15 @@ with.  Tests build a Runtime directly and call the orchestrator without HTTP.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from router.acquirers import Acquirer
 from router.config import Config
-from router.idempotency.protocol import Store
+from router.idempotency.protocol import Store, mutate_payment, mutate_refund
+from router.records import PaymentRecord, RefundRecord
 from router.routing import RoutingTable
+from router.webhooks.outbound import Publisher
 
 
 @dataclass
@@ -23,10 +26,24 @@ class Runtime:
     acquirers: dict[str, Acquirer]
     routing: RoutingTable
     version: str = "initial"
+    publisher: Publisher | None = None
 
     @property
     def lease_ms(self) -> int:
         return int(self.config.payments.lease_s * 1000)
+
+    async def update_payment(
+        self, payment_id: str, change: Callable[[PaymentRecord], PaymentRecord | None]
+    ) -> PaymentRecord:
+        """Every payment change goes through here, so every state change is published."""
+        observer = self.publisher.payment_changed if self.publisher else None
+        return await mutate_payment(self.store, payment_id, change, observer)
+
+    async def update_refund(
+        self, refund_id: str, change: Callable[[RefundRecord], RefundRecord | None]
+    ) -> RefundRecord:
+        observer = self.publisher.refund_changed if self.publisher else None
+        return await mutate_refund(self.store, refund_id, change, observer)
 
 
 @dataclass

@@ -112,14 +112,19 @@ class Store(Protocol):
 R = TypeVar("R", PaymentRecord, RefundRecord)
 
 
+Observer = Callable[[R, R], Awaitable[None]]
+
+
 async def _mutate(
     get: Callable[[str], Awaitable[R | None]],
     replace: Callable[[R, int], Awaitable[None]],
     record_id: str,
     change: Callable[[R], R | None],
+    observer: Observer[R] | None = None,
 ) -> R:
     """Optimistic read-modify-write.  ``change`` gets a private copy and returns
-    the new record, or None to leave it as it is; it may raise to refuse."""
+    the new record, or None to leave it as it is; it may raise to refuse.
+    ``observer(before, after)`` runs once a change was written."""
     while True:
         current = await get(record_id)
         if current is None:
@@ -132,16 +137,24 @@ async def _mutate(
             await replace(updated, current.version)
         except VersionConflict:
             continue
+        if observer is not None:
+            await observer(current, updated)
         return updated
 
 
 async def mutate_payment(
-    store: Store, payment_id: str, change: Callable[[PaymentRecord], PaymentRecord | None]
+    store: Store,
+    payment_id: str,
+    change: Callable[[PaymentRecord], PaymentRecord | None],
+    observer: Observer[PaymentRecord] | None = None,
 ) -> PaymentRecord:
-    return await _mutate(store.get_payment, store.replace_payment, payment_id, change)
+    return await _mutate(store.get_payment, store.replace_payment, payment_id, change, observer)
 
 
 async def mutate_refund(
-    store: Store, refund_id: str, change: Callable[[RefundRecord], RefundRecord | None]
+    store: Store,
+    refund_id: str,
+    change: Callable[[RefundRecord], RefundRecord | None],
+    observer: Observer[RefundRecord] | None = None,
 ) -> RefundRecord:
-    return await _mutate(store.get_refund, store.replace_refund, refund_id, change)
+    return await _mutate(store.get_refund, store.replace_refund, refund_id, change, observer)

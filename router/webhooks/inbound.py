@@ -19,7 +19,6 @@ from adapters import stripe as stripe_adapter
 from adapters.base import AcquirerResult, Operation, ResultStatus
 from router import outcomes
 from router.config import AcquirerConfig
-from router.idempotency.protocol import mutate_payment
 from router.orchestrator import settle_refund
 from router.problems import Problem
 from router.runtime import Runtime
@@ -224,14 +223,12 @@ async def apply_event(rt: Runtime, acquirer: str, event: AcquirerEvent) -> bool:
         operation = Operation.CAPTURE if held else Operation.AUTHORIZE
     if operation in (Operation.AUTHORIZE, Operation.SALE):
         key = payment.acquirer_key or ""
-        updated = await mutate_payment(
-            rt.store,
+        updated = await rt.update_payment(
             payment.id,
             lambda p: outcomes.apply_create(p, acquirer, key, event.result),
         )
     elif lock is not None and lock.operation == operation:
-        updated = await mutate_payment(
-            rt.store,
+        updated = await rt.update_payment(
             payment.id,
             lambda p: outcomes.apply_locked_operation(p, lock, event.result),
         )
