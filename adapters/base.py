@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import enum
+import ssl
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
@@ -27,6 +29,11 @@ from typing import Any
 
 import aiohttp
 import orjson
+
+#: the router's request id, sent on to acquirers for tracing across both logs
+REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "payrouter_request_id", default=None
+)
 
 
 class Operation(enum.StrEnum):
@@ -211,6 +218,8 @@ class Adapter(ABC):
         self.base_url = base_url.rstrip("/")
         self._session = session
         self.timeouts = timeouts or Timeouts()
+        #: verification is on unless the router's config (test mode only) says otherwise
+        self.tls: ssl.SSLContext | bool = True
         self._client_timeout = aiohttp.ClientTimeout(
             total=None,
             connect=self.timeouts.connect,
@@ -231,6 +240,9 @@ class Adapter(ABC):
         reset while reading the body is classified like any other."""
         body: bytes | str | None = data
         hdrs = dict(headers or {})
+        rid = REQUEST_ID.get()
+        if rid is not None:
+            hdrs.setdefault("X-Request-Id", rid)
         if json is not None:
             body = orjson.dumps(json)
             hdrs.setdefault("Content-Type", "application/json")
@@ -243,6 +255,7 @@ class Adapter(ABC):
                 headers=hdrs,
                 timeout=self._client_timeout,
                 allow_redirects=False,
+                ssl=self.tls,
             ) as resp,
         ):
             payload = await resp.read()

@@ -17,6 +17,7 @@ from typing import TypeVar
 from adapters.base import AcquirerError, Adapter, NotProcessed, OutcomeUnknown
 from router.breakers import AcquirerBreaker
 from router.health import AcquirerHealth
+from router.metrics import Metrics
 
 T = TypeVar("T")
 
@@ -31,6 +32,7 @@ class RoutingState:
     weight: int = 1
     priority: int = 100
     drained: bool = False
+    test_mode: bool = True
 
     def routable(self) -> bool:
         """May take NEW payments (follow-on operations ignore this: they are pinned)."""
@@ -40,7 +42,7 @@ class RoutingState:
 @dataclass
 class Acquirer(RoutingState):
     adapter: Adapter = field(kw_only=True)
-    test_mode: bool = field(default=True, kw_only=True)
+    metrics: Metrics | None = field(default=None, kw_only=True)
 
 
 async def invoke(acquirer: Acquirer, call: Callable[[], Awaitable[T]], remaining_s: float) -> T:
@@ -65,7 +67,13 @@ async def invoke(acquirer: Acquirer, call: Callable[[], Awaitable[T]], remaining
         result = await acquirer.breaker.call(timed)
     except AcquirerError as exc:
         if exc.reason not in ("breaker_open", "breaker_probe_in_flight"):
-            acquirer.health.observe(time.monotonic() - started, failed=True)
+            _observe(acquirer, time.monotonic() - started, failed=True)
         raise
-    acquirer.health.observe(time.monotonic() - started, failed=False)
+    _observe(acquirer, time.monotonic() - started, failed=False)
     return result
+
+
+def _observe(acquirer: Acquirer, seconds: float, failed: bool) -> None:
+    acquirer.health.observe(seconds, failed=failed)
+    if acquirer.metrics is not None:
+        acquirer.metrics.acquirer_seconds.labels(acquirer.name).observe(seconds)

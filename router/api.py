@@ -7,19 +7,23 @@ problem+json, so a caller never sees a stack trace.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
+import time
 from typing import Any, TypeVar
 
 import orjson
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ValidationError
 
-from router import orchestrator
-from router.auth import authenticate
+from router import logs, orchestrator
+from router.auth import Principal, authenticate
 from router.idempotency.flow import ApiResult
 from router.idempotency.protocol import StoreUnavailable
-from router.keys import RUNTIME
+from router.keys import METRICS, RUNTIME
+from router.logs import new_request_id
 from router.models import CapturePayment, CreatePayment, CreateRefund, VoidPayment
 from router.openapi import openapi_document
 from router.pan import json_contains_pan
@@ -28,11 +32,64 @@ from router.runtime import Runtime
 from router.webhooks import inbound
 
 log = logging.getLogger(__name__)
+access = logging.getLogger("payrouter.access")
 
 M = TypeVar("M", bound=BaseModel)
 
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 _ID = re.compile(r"^[a-z]{2,4}_[0-9a-f]{24}$")
+
+
+#: tighter than aiohttp's own parser limits, so our refusals are problem+json
+MAX_PATH = 1024
+MAX_HEADER_VALUE = 4096
+MAX_HEADERS = 64
+
+
+@web.middleware
+async def observe_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Outermost: request id, input limits, metrics and one access log line."""
+    rid = new_request_id(request.headers.get("X-Request-Id"))
+    token = logs.request_id.set(rid)
+    started = time.monotonic()
+    route = request.match_info.route.resource
+    route_name = route.canonical if route is not None else "unmatched"
+    try:
+        if len(request.raw_path) > MAX_PATH:
+            response: web.StreamResponse = Problem(
+                414, "uri_too_long", f"the path is longer than {MAX_PATH} characters"
+            ).response()
+        elif len(request.headers) > MAX_HEADERS or any(
+            len(v) > MAX_HEADER_VALUE for v in request.headers.values()
+        ):
+            response = Problem(
+                431,
+                "headers_too_large",
+                f"at most {MAX_HEADERS} headers of at most {MAX_HEADER_VALUE} characters",
+            ).response()
+        else:
+            response = await handler(request)
+        response.headers["X-Request-Id"] = rid
+        elapsed = time.monotonic() - started
+        metrics = request.app[METRICS]
+        metrics.requests.labels(route_name, request.method, str(response.status)).inc()
+        metrics.request_seconds.labels(route_name).observe(elapsed)
+        if response.headers.get("Idempotent-Replayed") == "true":
+            metrics.idempotency.labels("replayed").inc()
+        access.info(
+            "request",
+            extra={
+                "fields": {
+                    "method": request.method,
+                    "route": route_name,
+                    "status": response.status,
+                    "duration_ms": round(elapsed * 1000, 2),
+                }
+            },
+        )
+        return response
+    finally:
+        logs.request_id.reset(token)
 
 
 @web.middleware
@@ -41,6 +98,8 @@ async def problem_middleware(request: web.Request, handler: Any) -> web.StreamRe
         response: web.StreamResponse = await handler(request)
         return response
     except Problem as problem:
+        if problem.code.startswith("idempotency_"):
+            request.app[METRICS].idempotency.labels(problem.code).inc()
         return problem.response()
     except StoreUnavailable:
         log.warning("store unavailable on %s %s", request.method, request.path)
@@ -64,8 +123,10 @@ def _rt(request: web.Request) -> Runtime:
     return request.app[RUNTIME].current
 
 
-def _caller(request: web.Request) -> str:
-    return authenticate(_rt(request).config, request.headers.get("Authorization"))
+def _principal(request: web.Request, scope: str) -> Principal:
+    who = authenticate(_rt(request).config, request.headers.get("Authorization"))
+    who.require(scope)
+    return who
 
 
 def _idempotency_key(request: web.Request) -> str:
@@ -83,12 +144,41 @@ def _idempotency_key(request: web.Request) -> str:
     return key
 
 
-async def _body(request: web.Request, model: type[M]) -> M:
-    raw = await request.read()
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise Problem(
+                400,
+                "duplicate_json_key",
+                "a key appears twice in one JSON object; which one would count?",
+                key=key[:64],
+            )
+        seen[key] = value
+    return seen
+
+
+def _no_constants(name: str) -> Any:
+    raise Problem(400, "invalid_json", f"{name} is not a JSON number")
+
+
+def parse_json(raw: bytes) -> Any:
+    """Strict JSON: UTF-8, no duplicate keys, no NaN or Infinity."""
+    if not raw:
+        return {}
     try:
-        data = orjson.loads(raw) if raw else {}
-    except orjson.JSONDecodeError as exc:
-        raise Problem(400, "invalid_json", f"the body is not valid JSON: {exc.msg}") from None
+        return json.loads(
+            raw.decode("utf-8"), object_pairs_hook=_no_duplicates, parse_constant=_no_constants
+        )
+    except UnicodeDecodeError:
+        raise Problem(400, "invalid_json", "the body is not UTF-8") from None
+    except (json.JSONDecodeError, RecursionError) as exc:
+        detail = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
+        raise Problem(400, "invalid_json", f"the body is not valid JSON: {detail}") from None
+
+
+async def _body(request: web.Request, model: type[M]) -> M:
+    data = parse_json(await request.read())
     if json_contains_pan(data):
         raise Problem(
             400,
@@ -141,40 +231,42 @@ def _json(data: BaseModel | dict[str, Any], status: int = 200) -> web.Response:
 
 
 async def create_payment(request: web.Request) -> web.Response:
-    caller, key = _caller(request), _idempotency_key(request)
+    who, key = _principal(request, "payments:write"), _idempotency_key(request)
     body = await _body(request, CreatePayment)
-    return render(await orchestrator.create_payment(_rt(request), caller, key, body))
+    return render(
+        await orchestrator.create_payment(_rt(request), who.tenant, key, body, live=who.live)
+    )
 
 
 async def capture_payment(request: web.Request) -> web.Response:
-    caller, key = _caller(request), _idempotency_key(request)
+    caller, key = _principal(request, "payments:write").tenant, _idempotency_key(request)
     payment_id = _path_id(request, "payment_id")
     body = await _body(request, CapturePayment)
     return render(await orchestrator.capture_payment(_rt(request), caller, key, payment_id, body))
 
 
 async def void_payment(request: web.Request) -> web.Response:
-    caller, key = _caller(request), _idempotency_key(request)
+    caller, key = _principal(request, "payments:write").tenant, _idempotency_key(request)
     payment_id = _path_id(request, "payment_id")
     await _body(request, VoidPayment)
     return render(await orchestrator.void_payment(_rt(request), caller, key, payment_id))
 
 
 async def refund_payment(request: web.Request) -> web.Response:
-    caller, key = _caller(request), _idempotency_key(request)
+    caller, key = _principal(request, "refunds:write").tenant, _idempotency_key(request)
     payment_id = _path_id(request, "payment_id")
     body = await _body(request, CreateRefund)
     return render(await orchestrator.refund_payment(_rt(request), caller, key, payment_id, body))
 
 
 async def get_payment(request: web.Request) -> web.Response:
-    caller = _caller(request)
+    caller = _principal(request, "payments:read").tenant
     payment_id = _path_id(request, "payment_id")
     return _json(await orchestrator.get_payment(_rt(request), caller, payment_id))
 
 
 async def get_refund(request: web.Request) -> web.Response:
-    caller = _caller(request)
+    caller = _principal(request, "payments:read").tenant
     refund_id = _path_id(request, "refund_id")
     return _json(await orchestrator.get_refund(_rt(request), caller, refund_id))
 
@@ -183,7 +275,12 @@ async def acquirer_webhook(request: web.Request) -> web.Response:
     """Acquirers authenticate by signature, not by API key."""
     rt = _rt(request)
     name = request.match_info["acquirer"]
-    changed = await inbound.receive(rt, name, dict(request.headers), await request.read())
+    try:
+        changed = await inbound.receive(rt, name, dict(request.headers), await request.read())
+    except Problem as problem:
+        rt.metrics.webhooks_in.labels(name[:40], problem.code).inc()
+        raise
+    rt.metrics.webhooks_in.labels(name, "applied" if changed else "no_change").inc()
     if rt.config.acquirers[name].kind == "adyen":
         return web.Response(text="[accepted]")  # what Adyen expects back
     return _json({"received": True, "changed": changed})
@@ -191,6 +288,11 @@ async def acquirer_webhook(request: web.Request) -> web.Response:
 
 async def openapi(request: web.Request) -> web.Response:
     return _json(openapi_document())
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[METRICS].registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -217,4 +319,5 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/webhooks/{acquirer}", acquirer_webhook)
     app.router.add_get("/openapi.json", openapi)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
     app.router.add_get("/readyz", readyz)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import ssl
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -22,14 +23,15 @@ from adapters.checkout import CheckoutAdapter
 from adapters.sandbox.adapter import SandboxAdapter
 from adapters.sandbox.server import SandboxServer
 from adapters.stripe import StripeAdapter
-from router import admin, api
+from router import admin, api, logs
 from router.acquirers import Acquirer
 from router.breakers import AcquirerBreaker
 from router.config import AcquirerConfig, Config
 from router.health import AcquirerHealth, HealthPolicy, health_ctx
 from router.idempotency.memory import MemoryStore
 from router.idempotency.protocol import Store
-from router.keys import CONFIG, CONFIG_PATH, HTTP_SESSION, RUNTIME, SANDBOXES
+from router.keys import CONFIG, CONFIG_PATH, HTTP_SESSION, METRICS, RUNTIME, SANDBOXES
+from router.metrics import Metrics
 from router.reconciler import reconciler_ctx
 from router.reload import reload_ctx
 from router.routing import RoutingTable
@@ -72,6 +74,17 @@ def build_adapter(
     name: str, acq: AcquirerConfig, session: aiohttp.ClientSession, base_url: str
 ) -> Adapter:
     """The one place a configured kind becomes an adapter class."""
+    adapter = _adapter_class(name, acq, session, base_url)
+    if acq.ca_file:
+        adapter.tls = ssl.create_default_context(cafile=acq.ca_file)
+    elif not acq.tls_verify:  # the config validator allows this for test mode only
+        adapter.tls = False
+    return adapter
+
+
+def _adapter_class(
+    name: str, acq: AcquirerConfig, session: aiohttp.ClientSession, base_url: str
+) -> Adapter:
     timeouts = Timeouts(connect=acq.timeouts.connect_s, read=acq.timeouts.read_s)
     api_key = acq.api_key.get() if acq.api_key else None
     if acq.kind == "sandbox":
@@ -121,6 +134,7 @@ def build_runtime(
     sandboxes: dict[str, SandboxServer],
     previous: Runtime | None = None,
     outbox: Outbox | None = None,
+    metrics: Metrics | None = None,
 ) -> Runtime:
     """A Runtime for ``config``.  Acquirers that exist in ``previous`` keep their
     breaker (unless its settings changed), health history and drain flag."""
@@ -156,6 +170,10 @@ def build_runtime(
         )
     if outbox is None:
         outbox = previous.publisher.outbox if previous and previous.publisher else MemoryOutbox()
+    if metrics is None:
+        metrics = previous.metrics if previous else Metrics()
+    for acquirer in acquirers.values():
+        acquirer.metrics = metrics
     return Runtime(
         config=config,
         store=store,
@@ -163,6 +181,7 @@ def build_runtime(
         routing=RoutingTable(config.routing, acquirers),
         version=config_version(config),
         publisher=Publisher(config.webhooks, outbox),
+        metrics=metrics,
     )
 
 
@@ -171,7 +190,12 @@ def runtime_ctx(store: Store | None) -> Ctx:
         config = app[CONFIG]
         the_store = build_store(config) if store is None else store
         runtime = build_runtime(
-            config, the_store, app[HTTP_SESSION], app[SANDBOXES], outbox=build_outbox(the_store)
+            config,
+            the_store,
+            app[HTTP_SESSION],
+            app[SANDBOXES],
+            outbox=build_outbox(the_store),
+            metrics=app[METRICS],
         )
         app[RUNTIME] = RuntimeHolder(runtime, [runtime.version])
         yield
@@ -192,10 +216,13 @@ def create_app(
     ``config_path`` enables reloads (SIGHUP, file change, admin call);
     ``background=False`` leaves out health probes and the reconciler."""
     app = web.Application(
-        middlewares=[api.problem_middleware],
+        middlewares=[api.observe_middleware, api.problem_middleware],
         client_max_size=config.server.max_body_bytes,
     )
+    logs.stamp_request_ids()
     app[CONFIG] = config
+    app[METRICS] = Metrics()
+    app[METRICS].watch(lambda: app[RUNTIME].current if RUNTIME in app else None)
     if config_path is not None:
         app[CONFIG_PATH] = config_path
     contexts: list[Any] = [http_session_ctx, embedded_sandboxes_ctx, runtime_ctx(store)]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from dataclasses import dataclass
 
 from router.config import Config
 from router.problems import Problem
@@ -29,8 +30,11 @@ def _matches(presented: bytes, hashes: list[str]) -> bool:
 
 
 def authenticate_admin(config: Config, authorization: str | None) -> None:
-    """The admin API has its own credential; a caller key never opens it."""
-    if config.admin is None:
+    """The admin API has its own credentials: the admin keys, or caller keys
+    given the ``admin`` scope.  A payments key never opens it."""
+    admin_keys = list(config.admin.api_key_sha256) if config.admin else []
+    scoped = [k.sha256 for c in config.callers.values() for k in c.keys if "admin" in k.scopes]
+    if not admin_keys and not scoped:
         raise Problem(404, "not_found", "the admin API is not enabled in this config")
     if not authorization or not authorization.startswith("Bearer "):
         raise Problem(
@@ -39,12 +43,33 @@ def authenticate_admin(config: Config, authorization: str | None) -> None:
             "send Authorization: Bearer <admin key>",
             headers={"WWW-Authenticate": 'Bearer realm="payrouter-admin"'},
         )
-    if not _matches(_presented(authorization), config.admin.api_key_sha256):
+    if not _matches(_presented(authorization), admin_keys + scoped):
         raise Problem(403, "forbidden", "this key may not use the admin API")
 
 
-def authenticate(config: Config, authorization: str | None) -> str:
-    """Return the caller id for an ``Authorization: Bearer <key>`` header."""
+@dataclass(frozen=True)
+class Principal:
+    caller: str
+    scopes: frozenset[str]
+    live: bool
+
+    @property
+    def tenant(self) -> str:
+        """Who owns records and idempotency keys: test and live never mix."""
+        return self.caller if self.live else f"{self.caller}:test"
+
+    def require(self, scope: str) -> None:
+        if scope not in self.scopes:
+            raise Problem(
+                403,
+                "insufficient_scope",
+                f"this API key lacks the {scope} scope",
+                required_scope=scope,
+            )
+
+
+def authenticate(config: Config, authorization: str | None) -> Principal:
+    """The principal behind an ``Authorization: Bearer <key>`` header."""
     if not authorization or not authorization.startswith("Bearer "):
         raise Problem(
             401,
@@ -53,10 +78,11 @@ def authenticate(config: Config, authorization: str | None) -> str:
             headers={"WWW-Authenticate": 'Bearer realm="payrouter"'},
         )
     presented = _presented(authorization)
-    found: str | None = None
+    found: Principal | None = None
     for caller, settings in config.callers.items():
-        if _matches(presented, settings.api_key_sha256):
-            found = caller
+        for key in settings.keys:  # every key is compared: no early exit
+            if hmac.compare_digest(presented, key.sha256.encode()):
+                found = Principal(caller, frozenset(key.scopes), key.mode == "live")
     if found is None:
         raise Problem(
             401,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import ssl
 import sys
 from pathlib import Path
 
@@ -28,11 +29,17 @@ def _serve(args: argparse.Namespace) -> int:
     host = args.host or config.server.host
     port = args.port if args.port is not None else config.server.port
     _uvloop()
-    print(f"payrouter listening on http://{host}:{port}  (config: {args.config})", flush=True)
+    tls = None
+    if config.server.tls is not None:
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(config.server.tls.cert_file, config.server.tls.key_file)
+    scheme = "https" if tls else "http"
+    print(f"payrouter listening on {scheme}://{host}:{port}  (config: {args.config})", flush=True)
     web.run_app(
         create_app(config, config_path=str(args.config)),
         host=host,
         port=port,
+        ssl_context=tls,
         print=None,
         access_log=None,
     )
@@ -183,8 +190,13 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     args = parser().parse_args(argv)
+    if args.command in ("serve", "sandbox"):
+        from router import logs
+
+        logs.configure()  # services log JSON lines; the tools below talk to people
+    else:
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     try:
         return int(args.func(args))
     except ConfigError as exc:

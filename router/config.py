@@ -67,10 +67,16 @@ def _resolve_secrets(data: Any, environ: dict[str, str] | os._Environ[str], path
     return data
 
 
+class TlsListener(Strict):
+    cert_file: str
+    key_file: str
+
+
 class ServerConfig(Strict):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
     max_body_bytes: int = Field(64 * 1024, ge=1024, le=10 * 1024 * 1024)
+    tls: TlsListener | None = Field(None, description="serve HTTPS with this certificate")
     watch_config_s: float = Field(
         2.0, ge=0, le=3600, description="poll the config file for changes; 0 turns it off"
     )
@@ -137,6 +143,8 @@ class AcquirerConfig(Strict):
     merchant_account: str | None = Field(None, description="Adyen")
     return_url: str | None = Field(None, description="Adyen: where shoppers return after 3DS")
     timeouts: Timeouts = Timeouts()
+    ca_file: str | None = Field(None, description="trust this CA for the acquirer's TLS")
+    tls_verify: bool = Field(True, description="may be false only for a test-mode acquirer")
     test_mode: bool = True
     weight: int = Field(1, ge=0, le=1000, description="for the weighted balancer")
     priority: int = Field(100, ge=0, le=10000, description="lower is tried first")
@@ -151,6 +159,10 @@ class AcquirerConfig(Strict):
             raise ValueError("only sandbox acquirers can be embedded")
         if self.faults and not self.embedded:
             raise ValueError("faults apply only to embedded sandbox acquirers")
+        if self.kind == "sandbox" and not self.test_mode:
+            raise ValueError("a sandbox acquirer is always test_mode: true")
+        if not self.tls_verify and not self.test_mode:
+            raise ValueError("TLS verification cannot be turned off for a live acquirer")
         if self.base_url and not re.match(r"^https?://", self.base_url):
             raise ValueError("base_url must start with http:// or https://")
         if self.kind != "sandbox" and self.api_key is None:
@@ -166,8 +178,36 @@ class AcquirerConfig(Strict):
         return self
 
 
+Scope = Literal["payments:write", "payments:read", "refunds:write", "admin"]
+KeyHash = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the key")]
+
+
+def _caller_scopes() -> list[Scope]:
+    return ["payments:write", "payments:read", "refunds:write"]
+
+
+class CallerKey(Strict):
+    sha256: KeyHash
+    scopes: list[Scope] = Field(default_factory=_caller_scopes, min_length=1)
+    mode: Literal["test", "live"] = Field(
+        "test", description="a test key reaches only test-mode acquirers, a live key only live"
+    )
+
+
 class CallerConfig(Strict):
-    api_key_sha256: list[Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]] = Field(min_length=1)
+    keys: list[CallerKey] = Field(min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        """``api_key_sha256: [...]`` is short for test keys with the caller scopes."""
+        if isinstance(data, dict) and "api_key_sha256" in data:
+            data = dict(data)
+            hashes = data.pop("api_key_sha256")
+            if not isinstance(hashes, list):
+                raise ValueError("api_key_sha256 must be a list of SHA-256 hex digests")
+            data["keys"] = [*data.get("keys", []), *({"sha256": h} for h in hashes)]
+        return data
 
 
 Balancer = Literal["priority", "weighted", "least_latency", "success_rate"]

@@ -90,6 +90,7 @@ class NextAction(BaseModel):
 class PaymentView(BaseModel):
     id: str
     status: PaymentState
+    livemode: bool
     amount: int
     amount_decimal: str
     currency: str
@@ -113,6 +114,7 @@ class PaymentView(BaseModel):
         return cls(
             id=p.id,
             status=p.state,
+            livemode=p.livemode,
             amount=p.amount,
             amount_decimal=money.to_decimal(p.amount, p.currency),
             currency=p.currency,

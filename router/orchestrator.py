@@ -150,6 +150,7 @@ async def _attempt(
             if isinstance(exc, NotProcessed)
             else AttemptOutcome.INTEGRATION_ERROR
         )
+        rt.metrics.outcomes.labels(acquirer.name, attempt.operation, outcome).inc()
         await run.settle(
             index, attempt.model_copy(update={"outcome": outcome, "reason": exc.reason})
         )
@@ -164,9 +165,11 @@ async def _attempt(
                     update={"outcome": AttemptOutcome.UNKNOWN, "reason": exc.reason}
                 ),
             )
+            rt.metrics.outcomes.labels(acquirer.name, attempt.operation, "unknown").inc()
             return None
         result = resolved
     await run.settle(index, _settled(attempt, result))
+    rt.metrics.outcomes.labels(acquirer.name, attempt.operation, result.status).inc()
     return result
 
 
@@ -235,13 +238,15 @@ async def _schedule_reconcile(rt: Runtime, ref: str) -> None:
 
 
 async def create_payment(
-    rt: Runtime, caller: str, idempotency_key: str, request: CreatePayment
+    rt: Runtime, caller: str, idempotency_key: str, request: CreatePayment, *, live: bool = False
 ) -> ApiResult:
+    """``caller`` is the tenant (test and live callers are different tenants);
+    ``live`` limits routing to live acquirers, else to test-mode ones."""
     body = request.model_dump(mode="json")
     operation = Operation.SALE if request.capture else Operation.AUTHORIZE
 
     async def work(run: Run) -> ApiResult:
-        payment = await _ensure_payment(rt, run, caller, request)
+        payment = await _ensure_payment(rt, run, caller, request, live)
         deadline = _Deadline(rt.config.payments.deadline_s)
 
         def order(key: str) -> PaymentOrder:
@@ -283,7 +288,7 @@ async def create_payment(
         tried = {
             a.acquirer for a in run.record.attempts if a.outcome is not AttemptOutcome.NOT_PROCESSED
         }
-        plan = rt.routing.plan(route_input(caller, request))
+        plan = rt.routing.plan(route_input(caller, request, live))
         soft_codes = set(rt.config.routing.soft_decline_codes)
         soft_left = rt.config.routing.max_soft_decline_retries
         soft_declined: tuple[str, str, AcquirerResult] | None = None
@@ -302,6 +307,7 @@ async def create_payment(
                 )
             except NotProcessed as exc:
                 reasons.append(f"{name}: {exc.reason}")
+                rt.metrics.failovers.labels(name, exc.reason).inc()
                 log.info("failing over from %s: %s", name, exc.reason)
                 continue
             except IntegrationError as exc:
@@ -324,6 +330,7 @@ async def create_payment(
                 soft_left -= 1
                 soft_declined = (name, key, result)
                 reasons.append(f"{name}: soft decline {result.decline_code}")
+                rt.metrics.failovers.labels(name, "soft_decline").inc()
                 log.info(
                     "soft decline %s at %s: trying the next acquirer", result.decline_code, name
                 )
@@ -358,7 +365,7 @@ async def create_payment(
     )
 
 
-def route_input(caller: str, request: CreatePayment) -> RouteInput:
+def route_input(caller: str, request: CreatePayment, live: bool = False) -> RouteInput:
     hints = request.routing
     return RouteInput(
         amount=request.amount,
@@ -369,17 +376,19 @@ def route_input(caller: str, request: CreatePayment) -> RouteInput:
         bin=hints.bin if hints else None,
         country=hints.country if hints else None,
         preferred=hints.acquirer if hints else None,
+        live=live,
     )
 
 
 async def _ensure_payment(
-    rt: Runtime, run: Run, caller: str, request: CreatePayment
+    rt: Runtime, run: Run, caller: str, request: CreatePayment, live: bool
 ) -> PaymentRecord:
     payment = await rt.store.get_payment(run.resource_id)
     if payment is None:
         payment = PaymentRecord(
             id=run.resource_id,
             caller=caller,
+            livemode=live,
             state=PaymentState.PENDING,
             amount=request.amount,
             currency=request.currency,

@@ -144,6 +144,7 @@ async def reconcile_once(rt: Runtime, limit: int = 100) -> int:
             done = False
         if done:
             resolved += 1
+            rt.metrics.reconciled.labels(kind).inc()
             _tries.pop(ref, None)
             await rt.store.clear_unresolved(ref)
             continue

@@ -98,6 +98,7 @@ class PaymentRecord(BaseModel):
     id: str
     caller: str
     state: PaymentState
+    livemode: bool = False
     amount: int
     currency: str
     capture: bool

@@ -30,6 +30,7 @@ class RouteInput:
     bin: str | None = None
     country: str | None = None
     preferred: str | None = None
+    live: bool = False  # a test key reaches only test-mode acquirers, a live key only live
 
 
 @dataclass
@@ -92,8 +93,10 @@ class RoutingTable:
             kind = rule.balancer or config.balancer
             self._balancers[rule.name] = (kind, make_balancer(kind, rng, config.exploration))
 
-    def _usable(self, names: list[str], notes: list[str], label: str) -> list[str]:
-        known = [n for n in names if n in self.acquirers]
+    def _usable(self, names: list[str], notes: list[str], label: str, live: bool) -> list[str]:
+        known = [
+            n for n in names if n in self.acquirers and self.acquirers[n].test_mode is not live
+        ]
         routable = [n for n in known if self.acquirers[n].routable()]
         for name in known:
             if name not in routable:
@@ -120,9 +123,11 @@ class RoutingTable:
         rule = next(r for r in self._rules if matches(r.match, inp))
         kind, balancer = self._balancers[rule.name]
         notes: list[str] = []
-        pool = self._usable(rule.pool, notes, "pool")
+        pool = self._usable(rule.pool, notes, "pool", inp.live)
         ordered = balancer.order(pool, self.acquirers) if pool else []
-        fallback = [n for n in self._usable(rule.fallback, notes, "fallback") if n not in ordered]
+        fallback = [
+            n for n in self._usable(rule.fallback, notes, "fallback", inp.live) if n not in ordered
+        ]
         candidates = ordered + sorted(fallback, key=lambda n: self.acquirers[n].priority)
         if inp.preferred is not None:
             if inp.preferred in candidates:

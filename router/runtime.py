@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from router.acquirers import Acquirer
 from router.config import Config
 from router.idempotency.protocol import Store, mutate_payment, mutate_refund
+from router.metrics import Metrics
 from router.records import PaymentRecord, RefundRecord
 from router.routing import RoutingTable
 from router.webhooks.outbound import Publisher
@@ -27,6 +28,7 @@ class Runtime:
     routing: RoutingTable
     version: str = "initial"
     publisher: Publisher | None = None
+    metrics: Metrics = field(default_factory=Metrics)
 
     @property
     def lease_ms(self) -> int:

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 from router.config import Config
@@ -49,3 +53,23 @@ def charges_by_reference(*ledgers: dict[str, Any]) -> dict[str, int]:
             if event["kind"] in ("sale", "authorization"):
                 counts[event["reference"]] = counts.get(event["reference"], 0) + 1
     return counts
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def spawn_router(
+    config: Path, port: int | None = None, log: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """``payrouter serve`` as a real process (the caller stops it)."""
+    args = [sys.executable, "-m", "router.cli", "serve", "--config", str(config)]
+    if port is not None:
+        args += ["--port", str(port)]
+    with log.open("wb") if log else open(os.devnull, "wb") as err:
+        return subprocess.Popen(
+            args,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )

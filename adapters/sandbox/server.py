@@ -24,6 +24,7 @@ import contextlib
 import hashlib
 import itertools
 import secrets
+import ssl
 import time
 from collections.abc import Coroutine
 from dataclasses import asdict, dataclass, field
@@ -73,6 +74,7 @@ class SandboxState:
     ledger: list[dict[str, Any]] = field(default_factory=list)
     faults: FaultBook = field(default_factory=FaultBook)
     requests_seen: int = 0
+    last_request_id: str | None = None
     _seq: itertools.count[int] = field(default_factory=itertools.count)
 
     def record(self, kind: str, charge: Charge, amount: int, key: str) -> None:
@@ -234,6 +236,7 @@ async def _serve_mutation(request: web.Request, op: str) -> web.StreamResponse:
     """Idempotency, faults and processing for every POST, in that order."""
     state = request.app[STATE_KEY]
     state.requests_seen += 1
+    state.last_request_id = request.headers.get("X-Request-Id")
     if state.api_key is not None and request.headers.get("Authorization") != (
         f"Bearer {state.api_key}"
     ):
@@ -478,8 +481,10 @@ class SandboxServer:
         api_key: str | None = None,
         faults: list[FaultRule] | None = None,
         seed: int | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.host, self.port = host, port
+        self._ssl = ssl_context
         self.app = create_sandbox_app(name, api_key=api_key, faults=faults, seed=seed)
         self.app[SERVER_KEY] = self
         self._runner = web.AppRunner(self.app, access_log=None, handler_cancellation=True)
@@ -493,7 +498,7 @@ class SandboxServer:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self._ssl else 'http'}://{self.host}:{self.port}"
 
     async def start(self) -> None:
         if self._runner.server is None:
@@ -501,7 +506,9 @@ class SandboxServer:
         await self._listen()
 
     async def _listen(self) -> None:
-        self._site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
+        self._site = web.TCPSite(
+            self._runner, self.host, self.port, reuse_address=True, ssl_context=self._ssl
+        )
         await self._site.start()
         if self.port == 0:
             self.port = self._bound_port()

@@ -30,6 +30,7 @@ from aiohttp import web
 
 from router.config import WebhooksConfig
 from router.idempotency.protocol import StoreUnavailable
+from router.metrics import Metrics
 from router.models import PaymentView, RefundView
 from router.records import PaymentRecord, RefundRecord, now_ms
 from router.webhooks.outbox import Delivery, Outbox
@@ -101,6 +102,7 @@ async def deliver(
     entry_id: str,
     delivery: Delivery,
     rng: random.Random,
+    metrics: Metrics | None = None,
 ) -> bool:
     """One attempt; the outcome decides ack, retry or dead letter."""
     subscriber = config.subscribers.get(delivery.subscriber)
@@ -129,6 +131,7 @@ async def deliver(
         ok, reason = False, type(exc).__name__
     if ok:
         await outbox.ack(entry_id)
+        _count(metrics, delivery, "delivered")
         return True
     now = now_ms()
     if now - delivery.first_ms >= config.retry_window_s * 1000:
@@ -140,10 +143,17 @@ async def deliver(
             reason,
         )
         await outbox.bury(entry_id, delivery, f"retry window exhausted; last: {reason}")
+        _count(metrics, delivery, "dead_lettered")
         return False
     due = now + int(backoff_s(config, delivery.attempt, rng) * 1000)
     await outbox.schedule_retry(entry_id, replace(delivery, attempt=delivery.attempt + 1), due)
+    _count(metrics, delivery, "retry_scheduled")
     return False
+
+
+def _count(metrics: Metrics | None, delivery: Delivery, result: str) -> None:
+    if metrics is not None:
+        metrics.webhooks_out.labels(delivery.subscriber, result).inc()
 
 
 async def delivery_loop(app: web.Application) -> None:
@@ -167,7 +177,7 @@ async def delivery_loop(app: web.Application) -> None:
                 continue
             await asyncio.gather(
                 *(
-                    deliver(app[HTTP_SESSION], config, outbox, entry_id, delivery, rng)
+                    deliver(app[HTTP_SESSION], config, outbox, entry_id, delivery, rng, rt.metrics)
                     for entry_id, delivery in batch
                 )
             )

@@ -7,10 +7,8 @@ the second process resolves the dead one's open attempt where it was sent.
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
-import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -21,7 +19,7 @@ import yaml
 
 from adapters.sandbox.faults import FaultMode, FaultRule
 from adapters.sandbox.server import SandboxServer
-from tests.helpers import DEMO_KEY, charges_by_reference, headers, sha
+from tests.helpers import DEMO_KEY, charges_by_reference, headers, sha, spawn_router
 from tests.redis_procs import RedisProcess, free_port
 
 SALE = {"amount": 4200, "currency": "EUR", "payment_method": "tok_visa"}
@@ -47,33 +45,13 @@ def _write_config(path: Path, redis_url: str, sandboxes: list[SandboxServer]) ->
     return path
 
 
-def _spawn(config: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
-    with log.open("wb") as err:  # the child keeps its own descriptor
-        return subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "router.cli",
-                "serve",
-                "--config",
-                str(config),
-                "--port",
-                str(port),
-            ],
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=err,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-
-
 @pytest.fixture
 async def start_router(tmp_path: Path) -> AsyncIterator[Callable[[Path], Any]]:
     procs: list[subprocess.Popen[bytes]] = []
 
     async def start(config: Path) -> tuple[subprocess.Popen[bytes], str]:
         port = free_port()
-        proc = _spawn(config, port, tmp_path / f"router-{port}.log")
+        proc = spawn_router(config, port, tmp_path / f"router-{port}.log")
         procs.append(proc)
         url = f"http://127.0.0.1:{port}"
         async with aiohttp.ClientSession() as session:

@@ -205,7 +205,7 @@ async def test_a_dead_owners_open_attempt_is_resolved_at_its_acquirer_before_any
     config = make_config({"sandbox-a": a.url, "sandbox-b": b.url})
     client = await router_factory(config, store=store)
     request = CreatePayment.model_validate(SALE)
-    scope = scope_of("demo", "crash-1")
+    scope = scope_of("demo:test", "crash-1")
     claim = await store.claim(
         scope,
         fingerprint("POST", "/v1/payments", request.model_dump(mode="json")),
@@ -218,14 +218,14 @@ async def test_a_dead_owners_open_attempt_is_resolved_at_its_acquirer_before_any
     await store.create_payment(
         PaymentRecord(
             id=pid,
-            caller="demo",
+            caller="demo:test",
             state=PaymentState.PENDING,
             amount=1299,
             currency="EUR",
             capture=True,
         )
     )
-    key = derive_acquirer_key("demo", "crash-1", pid, "sandbox-b", Operation.SALE)
+    key = derive_acquirer_key("demo:test", "crash-1", pid, "sandbox-b", Operation.SALE)
     await store.write_attempt(
         scope,
         "dead-owner",

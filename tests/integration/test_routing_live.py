@@ -78,7 +78,7 @@ async def test_an_acquirer_going_down_shifts_traffic_within_one_health_interval(
     assert statuses == [201] * 60  # zero failed payments
     assert after_outage
     for key in after_outage:  # no attempt even reached for sandbox-a any more
-        record = await store.get_idem(scope_of("demo", key))
+        record = await store.get_idem(scope_of("demo:test", key))
         assert record is not None
         assert [att.acquirer for att in record.attempts] == ["sandbox-b"]
     report = await (await client.get("/admin/acquirers", headers=ADMIN)).json()

@@ -1,0 +1,45 @@
+"""Logs are JSON, carry the request id, and never hold card numbers or secrets."""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+
+from router.logs import JsonFormatter, new_request_id, redact, request_id
+
+
+def test_card_numbers_secrets_and_bearer_keys_are_removed() -> None:
+    line = redact(
+        "pan 4242 4242 4242 4242 key sk_live_abcdef123 auth Bearer sk_test_demo "
+        "token tok_visa_12345678 order 12345678901234"
+    )
+    assert "4242 4242" not in line
+    assert "[REDACTED-PAN]" in line
+    assert "sk_live_abcdef123" not in line
+    assert "sk_test_demo" not in line
+    assert "tok_visa_12345678" not in line
+    assert "tok_visa…" in line
+    assert "12345678901234" in line  # not Luhn-valid: an order number stays
+
+
+def test_log_lines_are_json_with_the_request_id() -> None:
+    token = request_id.set("req_abc")
+    try:
+        record = logging.LogRecord(
+            "x", logging.INFO, __file__, 1, "paid %s", ("4111111111111111",), None
+        )
+        record.fields = {"path": "/v1/payments", "status": 201}
+        entry = orjson.loads(JsonFormatter().format(record))
+    finally:
+        request_id.reset(token)
+    assert entry["request_id"] == "req_abc"
+    assert entry["msg"] == "paid [REDACTED-PAN]"
+    assert (entry["path"], entry["status"]) == ("/v1/payments", 201)
+
+
+def test_a_sane_offered_request_id_is_kept_and_a_hostile_one_replaced() -> None:
+    assert new_request_id("abc-123") == "abc-123"
+    assert new_request_id("bad id\nwith newline").startswith("req_")
+    assert new_request_id("x" * 200).startswith("req_")
+    assert new_request_id(None).startswith("req_")
