@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import time
 from typing import Any, TypeVar
@@ -296,8 +297,8 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    """Liveness: the process serves requests."""
-    return _json({"status": "ok"})
+    """Liveness: the process serves requests (pid: which worker answered)."""
+    return _json({"status": "ok", "pid": os.getpid()})
 
 
 async def readyz(request: web.Request) -> web.Response:

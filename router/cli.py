@@ -28,6 +28,16 @@ def _serve(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     host = args.host or config.server.host
     port = args.port if args.port is not None else config.server.port
+    if args.workers > 1:
+        from router.workers import check_shareable, supervise
+
+        problems = check_shareable(config)
+        if problems:
+            for problem in problems:
+                print(f"{args.config}: --workers {args.workers}: {problem}", file=sys.stderr)
+            return 2
+        print(f"payrouter: {args.workers} workers on {host}:{port}", flush=True)
+        return supervise(args.config, args.workers, host, port)
     _uvloop()
     tls = None
     if config.server.tls is not None:
@@ -42,6 +52,7 @@ def _serve(args: argparse.Namespace) -> int:
         ssl_context=tls,
         print=None,
         access_log=None,
+        reuse_port=args.worker or None,
     )
     return 0
 
@@ -155,6 +166,13 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", type=Path, default=DEMO_CONFIG)
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes sharing the port (SO_REUSEPORT); needs the Redis store",
+    )
+    serve.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     serve.set_defaults(func=_serve)
 
     sandbox = sub.add_parser("sandbox", help="run a sandbox acquirer")

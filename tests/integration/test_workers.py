@@ -1,0 +1,109 @@
+"""Several router processes on one port, sharing Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import yaml
+
+from tests.helpers import DEMO_KEY, ROOT, charges_by_reference, headers, sha
+from tests.redis_procs import RedisProcess, free_port
+
+SALE = {"amount": 500, "currency": "EUR", "payment_method": "tok_visa"}
+
+
+def _config(path: Path, store: dict[str, Any], acquirers: dict[str, Any]) -> Path:
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "store": store,
+                "callers": {"demo": {"api_key_sha256": [sha(DEMO_KEY)]}},
+                "acquirers": acquirers,
+                "routing": {"default": list(acquirers)},
+            }
+        )
+    )
+    return path
+
+
+async def test_two_workers_share_one_port_and_one_journal(
+    tmp_path: Path,
+    redis_server: RedisProcess,
+    sandbox_factory: Any,
+) -> None:
+    sandbox = await sandbox_factory("sandbox-a")
+    config = _config(
+        tmp_path / "r.yaml",
+        {"kind": "redis", "url": redis_server.url},
+        {"sandbox-a": {"kind": "sandbox", "base_url": sandbox.url}},
+    )
+    port = free_port()
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "router.cli",
+            "serve",
+            "--config",
+            str(config),
+            "--port",
+            str(port),
+            "--workers",
+            "2",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        pids: set[int] = set()
+        for _ in range(400):
+            try:
+                async with aiohttp.ClientSession() as fresh:  # a new connection each time
+                    async with fresh.get(f"{url}/healthz") as resp:
+                        pids.add((await resp.json())["pid"])
+            except aiohttp.ClientConnectionError:
+                await asyncio.sleep(0.05)
+            if len(pids) == 2:
+                break
+        assert len(pids) == 2  # the kernel spread connections over both workers
+
+        async with aiohttp.ClientSession() as session:
+
+            async def pay(i: int) -> tuple[int, str]:
+                async with session.post(
+                    f"{url}/v1/payments", json=SALE, headers=headers(f"w-{i % 10}")
+                ) as resp:
+                    return resp.status, (await resp.json(content_type=None)).get("id", "")
+
+            results = await asyncio.gather(*(pay(i) for i in range(40)))
+        assert {status for status, _ in results} <= {201, 409}
+        ids = {pid for status, pid in results if status == 201}
+        assert charges_by_reference({"events": sandbox.state.ledger}) == dict.fromkeys(ids, 1)
+        assert len(ids) == 10
+    finally:
+        parent.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(parent.wait, 15) == 0
+
+
+def test_workers_refuse_a_config_they_cannot_share(tmp_path: Path) -> None:
+    config = _config(
+        tmp_path / "r.yaml", {"kind": "memory"}, {"a": {"kind": "sandbox", "embedded": True}}
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "router.cli", "serve", "--config", str(config), "--workers", "2"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2
+    assert "store.kind must be redis" in out.stderr
+    assert "embedded sandbox acquirers" in out.stderr
