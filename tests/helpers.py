@@ -59,10 +59,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def spawn_router(
-    config: Path, port: int | None = None, log: Path | None = None
+    config: Path, port: int | None = None, log: Path | None = None, extra: tuple[str, ...] = ()
 ) -> subprocess.Popen[bytes]:
     """``payrouter serve`` as a real process (the caller stops it)."""
-    args = [sys.executable, "-m", "router.cli", "serve", "--config", str(config)]
+    args = [sys.executable, "-m", "router.cli", "serve", "--config", str(config), *extra]
     if port is not None:
         args += ["--port", str(port)]
     with log.open("wb") if log else open(os.devnull, "wb") as err:

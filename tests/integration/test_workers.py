@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 import yaml
 
-from tests.helpers import DEMO_KEY, ROOT, charges_by_reference, headers, sha
+from tests.helpers import DEMO_KEY, ROOT, charges_by_reference, headers, sha, spawn_router
 from tests.redis_procs import RedisProcess, free_port
 
 SALE = {"amount": 500, "currency": "EUR", "payment_method": "tok_visa"}
@@ -44,31 +44,15 @@ async def test_two_workers_share_one_port_and_one_journal(
         {"sandbox-a": {"kind": "sandbox", "base_url": sandbox.url}},
     )
     port = free_port()
-    parent = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "router.cli",
-            "serve",
-            "--config",
-            str(config),
-            "--port",
-            str(port),
-            "--workers",
-            "2",
-        ],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    parent = spawn_router(config, port, extra=("--workers", "2"))
     try:
         url = f"http://127.0.0.1:{port}"
         pids: set[int] = set()
         for _ in range(400):
             try:
-                async with aiohttp.ClientSession() as fresh:  # a new connection each time
-                    async with fresh.get(f"{url}/healthz") as resp:
-                        pids.add((await resp.json())["pid"])
+                # a new session, so a new connection each time
+                async with aiohttp.ClientSession() as fresh, fresh.get(f"{url}/healthz") as resp:
+                    pids.add((await resp.json())["pid"])
             except aiohttp.ClientConnectionError:
                 await asyncio.sleep(0.05)
             if len(pids) == 2:

@@ -1,0 +1,154 @@
+"""deploy/ checked structurally: no container engine runs here, so the files are
+parsed and their cross-references (labels, ports, secrets, metrics) verified."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import yaml
+from prometheus_client import generate_latest
+
+from router.config import parse_config
+from router.metrics import Metrics
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+
+
+def _k8s() -> dict[str, dict[str, Any]]:
+    docs: dict[str, dict[str, Any]] = {}
+    for path in sorted((DEPLOY / "k8s").glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            assert {"apiVersion", "kind", "metadata"} <= set(doc), path
+            docs[doc["kind"]] = doc
+    return docs
+
+
+@pytest.fixture(scope="module")
+def k8s() -> dict[str, dict[str, Any]]:
+    return _k8s()
+
+
+def test_every_kind_an_operator_needs_is_there(k8s: dict[str, dict[str, Any]]) -> None:
+    assert {
+        "Deployment",
+        "Service",
+        "PodDisruptionBudget",
+        "HorizontalPodAutoscaler",
+        "ConfigMap",
+        "Secret",
+    } <= set(k8s)
+
+
+def test_the_deployment_probes_runs_unprivileged_and_drains_in_flight_calls(
+    k8s: dict[str, dict[str, Any]],
+) -> None:
+    spec = k8s["Deployment"]["spec"]["template"]["spec"]
+    container = spec["containers"][0]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["resources"]["requests"] and container["resources"]["limits"]
+    config = _configmap_config(k8s)
+    assert spec["terminationGracePeriodSeconds"] > config.payments.deadline_s
+    strategy = k8s["Deployment"]["spec"]["strategy"]["rollingUpdate"]
+    assert strategy["maxUnavailable"] == 0
+
+
+def test_service_pdb_and_hpa_point_at_the_deployment(k8s: dict[str, dict[str, Any]]) -> None:
+    deployment = k8s["Deployment"]
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    ports = {p["name"] for p in deployment["spec"]["template"]["spec"]["containers"][0]["ports"]}
+    service = k8s["Service"]["spec"]
+    assert service["selector"].items() <= labels.items()
+    assert all(p["targetPort"] in ports for p in service["ports"])
+    assert k8s["PodDisruptionBudget"]["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    assert k8s["PodDisruptionBudget"]["spec"]["minAvailable"] < deployment["spec"]["replicas"]
+    target = k8s["HorizontalPodAutoscaler"]["spec"]["scaleTargetRef"]
+    assert (target["kind"], target["name"]) == ("Deployment", deployment["metadata"]["name"])
+
+
+def _env_names(text: str) -> set[str]:
+    return set(re.findall(r"\{env: ([A-Z_][A-Z0-9_]*)\}", text))
+
+
+def _configmap_config(k8s: dict[str, dict[str, Any]]) -> Any:
+    text = k8s["ConfigMap"]["data"]["router.yaml"]
+    return parse_config(text, "configmap", environ=dict.fromkeys(_env_names(text), "x"))
+
+
+def test_the_configmap_validates_and_every_secret_it_names_is_provided(
+    k8s: dict[str, dict[str, Any]],
+) -> None:
+    text = k8s["ConfigMap"]["data"]["router.yaml"]
+    config = _configmap_config(k8s)
+    assert config.store.kind == "redis"
+    provided = set(k8s["Secret"]["stringData"])
+    assert _env_names(text) <= provided
+    assert all(value == "" for value in k8s["Secret"]["stringData"].values())  # names only
+    env_from = k8s["Deployment"]["spec"]["template"]["spec"]["containers"][0]["envFrom"]
+    assert {"secretRef": {"name": k8s["Secret"]["metadata"]["name"]}} in env_from
+
+
+def test_compose_runs_two_routers_on_a_durable_redis_with_monitoring() -> None:
+    compose = yaml.safe_load((DEPLOY / "compose" / "docker-compose.yaml").read_text())
+    services = compose["services"]
+    assert {
+        "router-1",
+        "router-2",
+        "redis",
+        "sandbox-a",
+        "sandbox-b",
+        "prometheus",
+        "grafana",
+    } <= set(services)
+    for name in ("router-1", "router-2"):
+        assert services[name]["depends_on"]["redis"]["condition"] == "service_healthy"
+    redis_cmd = " ".join(services["redis"]["command"])
+    assert "--appendonly yes" in redis_cmd
+    assert "noeviction" in redis_cmd
+    prometheus = yaml.safe_load((DEPLOY / "compose" / "prometheus.yml").read_text())
+    targets = prometheus["scrape_configs"][0]["static_configs"][0]["targets"]
+    assert {t.split(":")[0] for t in targets} == {"router-1", "router-2"}
+    for volume in services["grafana"]["volumes"]:
+        source = volume.split(":")[0]
+        assert (DEPLOY / "compose" / source).resolve().exists(), source
+    router_config = (DEPLOY / "compose" / "router.yaml").read_text()
+    parsed = parse_config(router_config, "compose router.yaml", environ={})
+    assert set(parsed.acquirers) == {"sandbox-a", "sandbox-b"}
+    urls = {a.base_url for a in parsed.acquirers.values()}
+    assert urls == {"http://sandbox-a:9101", "http://sandbox-b:9102"}
+
+
+def test_the_image_is_slim_non_root_and_health_checked() -> None:
+    lines = [line.strip() for line in (DEPLOY / "Dockerfile").read_text().splitlines()]
+    stages = [line for line in lines if line.startswith("FROM ")]
+    assert stages[-1].startswith("FROM python:3.11-slim")
+    user = next(line for line in lines if line.startswith("USER "))
+    assert not user.split()[1].startswith(("0", "root"))
+    assert any(line.startswith("HEALTHCHECK") for line in lines)
+    assert not any(re.search(r"(?i)(secret|password|api_key)\s*=", line) for line in lines)
+
+
+def test_every_metric_the_dashboard_queries_exists() -> None:
+    metrics = Metrics()
+    metrics.watch(lambda: SimpleNamespace(acquirers={}, version="x"))  # type: ignore[arg-type,return-value]
+    exposed = set(re.findall(r"^# TYPE (\S+) ", generate_latest(metrics.registry).decode(), re.M))
+    suffixes = ("_total", "_bucket", "_sum", "_count", "_info")
+    dashboard = json.loads((DEPLOY / "grafana" / "payrouter-dashboard.json").read_text())
+    queried = {
+        name
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"payrouter_[a-z_]+", target["expr"])
+    }
+    assert queried
+    for name in queried:
+        base = next((name[: -len(s)] for s in suffixes if name.endswith(s)), name)
+        assert name in exposed or base in exposed, name
