@@ -54,7 +54,8 @@ def test_the_deployment_probes_runs_unprivileged_and_drains_in_flight_calls(
     assert spec["securityContext"]["runAsNonRoot"] is True
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
-    assert container["resources"]["requests"] and container["resources"]["limits"]
+    assert container["resources"]["requests"]
+    assert container["resources"]["limits"]
     config = _configmap_config(k8s)
     assert spec["terminationGracePeriodSeconds"] > config.payments.deadline_s
     strategy = k8s["Deployment"]["spec"]["strategy"]["rollingUpdate"]
