@@ -5,12 +5,12 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 CONFIG  ?= config/demo.yaml
 
-.PHONY: run test lint typecheck check redis-server clean
+.PHONY: run test bench lint typecheck check redis-server clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	touch $(STAMP)
 
 run: $(STAMP)
@@ -26,6 +26,10 @@ redis-server:
 
 test: $(STAMP) redis-server
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+# A short run of every scenario (under 2 minutes); figures land in benchmarks/results/.
+bench: $(STAMP) redis-server
+	$(BIN)/python -m benchmarks.run --quick --publish
 
 lint: $(STAMP)
 	$(BIN)/ruff check router adapters tests benchmarks

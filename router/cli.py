@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
 import ssl
 import sys
 from pathlib import Path
@@ -62,7 +63,7 @@ def _sandbox(args: argparse.Namespace) -> int:
     from pydantic import TypeAdapter, ValidationError
 
     from adapters.sandbox.faults import FaultRule
-    from adapters.sandbox.server import create_sandbox_app
+    from adapters.sandbox.server import SandboxServer
 
     faults: list[FaultRule] = []
     if args.faults is not None:
@@ -74,15 +75,21 @@ def _sandbox(args: argparse.Namespace) -> int:
             print(f"{args.faults}: invalid fault rules: {exc}", file=sys.stderr)
             return 2
     _uvloop()
-    print(f"sandbox acquirer {args.name} listening on http://{args.host}:{args.port}", flush=True)
-    web.run_app(
-        create_sandbox_app(args.name, api_key=args.api_key, faults=faults),
-        host=args.host,
-        port=args.port,
-        print=None,
-        access_log=None,
-        handler_cancellation=True,
-    )
+
+    async def run() -> None:
+        server = SandboxServer(
+            args.name, args.host, args.port, api_key=args.api_key, faults=faults
+        )
+        await server.start()
+        print(f"sandbox acquirer {args.name} listening on {server.url}", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await stop.wait()
+        await server.close()
+
+    asyncio.run(run())
     return 0
 
 

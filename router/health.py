@@ -54,6 +54,7 @@ class AcquirerHealth:
     errors: int = 0
     ejected_until: float = 0.0
     _window: deque[tuple[float, bool]] = field(default_factory=deque, repr=False)
+    _window_failures: int = field(default=0, repr=False)
 
     # ---------------------------------------------------------------- active
     def probe_result(self, ok: bool, error: str | None = None) -> None:
@@ -85,14 +86,16 @@ class AcquirerHealth:
         self.requests += 1
         self.errors += int(failed)
         self._window.append((now, failed))
+        self._window_failures += failed
         horizon = now - self.policy.window_s
         while self._window and self._window[0][0] < horizon:
-            self._window.popleft()
+            self._window_failures -= self._window.popleft()[1]
         if len(self._window) >= self.policy.min_requests:
-            rate = sum(f for _, f in self._window) / len(self._window)
+            rate = self._window_failures / len(self._window)
             if rate > self.policy.max_error_rate and self.ejected_until <= now:
                 self.ejected_until = now + self.policy.ejection_s
                 self._window.clear()
+                self._window_failures = 0
                 log.warning("acquirer ejected as an outlier (error rate %.0f%%)", rate * 100)
 
     def ejected(self, now: float | None = None) -> bool:

@@ -168,7 +168,7 @@ async def _attempt(
             rt.metrics.outcomes.labels(acquirer.name, attempt.operation, "unknown").inc()
             return None
         result = resolved
-    await run.settle(index, _settled(attempt, result))
+    await run.settle(index, _settled(attempt, result), defer=True)
     rt.metrics.outcomes.labels(acquirer.name, attempt.operation, result.status).inc()
     return result
 
@@ -335,7 +335,7 @@ async def create_payment(
                     "soft decline %s at %s: trying the next acquirer", result.decline_code, name
                 )
                 continue
-            return await _finish_create(rt, payment.id, name, key, result)
+            return await _finish_create(rt, payment.id, name, key, result, payment)
 
         if soft_declined is not None:  # nobody else took it: the decline stands
             return await _finish_create(rt, payment.id, *soft_declined)
@@ -383,38 +383,37 @@ def route_input(caller: str, request: CreatePayment, live: bool = False) -> Rout
 async def _ensure_payment(
     rt: Runtime, run: Run, caller: str, request: CreatePayment, live: bool
 ) -> PaymentRecord:
-    payment = await rt.store.get_payment(run.resource_id)
-    if payment is None:
-        payment = PaymentRecord(
-            id=run.resource_id,
-            caller=caller,
-            livemode=live,
-            state=PaymentState.PENDING,
-            amount=request.amount,
-            currency=request.currency,
-            capture=request.capture,
-            payment_method_hint=request.payment_method[:8],
-            merchant_reference=request.merchant_reference,
-            metadata=request.metadata,
-        )
-        try:
-            await rt.store.create_payment(payment)
-        except AlreadyExists:
-            pass
-        else:
-            return payment
-        payment = await rt.store.get_payment(run.resource_id)
-        assert payment is not None
+    fresh = PaymentRecord(
+        id=run.resource_id,
+        caller=caller,
+        livemode=live,
+        state=PaymentState.PENDING,
+        amount=request.amount,
+        currency=request.currency,
+        capture=request.capture,
+        payment_method_hint=request.payment_method[:8],
+        merchant_reference=request.merchant_reference,
+        metadata=request.metadata,
+    )
+    try:  # the common case first: one round trip, no read
+        await rt.store.create_payment(fresh)
+    except AlreadyExists:  # a retry after a crash, or a lost reply to our create
+        existing = await rt.store.get_payment(run.resource_id)
+        assert existing is not None
+        payment = existing
+    else:
+        return fresh
     if payment.state is PaymentState.FAILED:
         payment = await rt.update_payment(payment.id, outcomes.restart)
     return payment
 
 
 async def _finish_create(
-    rt: Runtime, payment_id: str, acquirer: str, key: str, result: AcquirerResult
+    rt: Runtime, payment_id: str, acquirer: str, key: str, result: AcquirerResult,
+    known: PaymentRecord | None = None,
 ) -> ApiResult:
     payment = await rt.update_payment(
-        payment_id, lambda p: outcomes.apply_create(p, acquirer, key, result)
+        payment_id, lambda p: outcomes.apply_create(p, acquirer, key, result), known
     )
     if payment.state is PaymentState.PENDING:
         await _schedule_reconcile(rt, f"payment:{payment_id}")

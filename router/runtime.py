@@ -35,11 +35,14 @@ class Runtime:
         return int(self.config.payments.lease_s * 1000)
 
     async def update_payment(
-        self, payment_id: str, change: Callable[[PaymentRecord], PaymentRecord | None]
+        self,
+        payment_id: str,
+        change: Callable[[PaymentRecord], PaymentRecord | None],
+        current: PaymentRecord | None = None,
     ) -> PaymentRecord:
         """Every payment change goes through here, so every state change is published."""
         observer = self.publisher.payment_changed if self.publisher else None
-        return await mutate_payment(self.store, payment_id, change, observer)
+        return await mutate_payment(self.store, payment_id, change, observer, current)
 
     async def update_refund(
         self, refund_id: str, change: Callable[[RefundRecord], RefundRecord | None]

@@ -423,6 +423,18 @@ async def put_faults(request: web.Request) -> web.Response:
     return _json(200, {"faults": [r.model_dump(mode="json") for r in rules]})
 
 
+async def outage(request: web.Request) -> web.Response:
+    """Go down now for ``seconds`` (port closed, connections dropped), then recover."""
+    try:
+        seconds = float((await _body(request)).get("seconds", 5))
+    except (_Reply, TypeError, ValueError):
+        return _error(400, "invalid_request", "send {\"seconds\": N}")
+    if not 0 < seconds <= 600:
+        return _error(400, "invalid_request", "seconds must be in (0, 600]")
+    request.app[SERVER_KEY].refuse_for(seconds)
+    return _json(202, {"down_for_s": seconds})
+
+
 async def settle_pending(request: web.Request) -> web.Response:
     """Play the shopper finishing 3-D Secure: a pending charge becomes final."""
     state = request.app[STATE_KEY]
@@ -465,6 +477,7 @@ def create_sandbox_app(
     app.router.add_get("/health", health)
     app.router.add_get("/_sandbox/ledger", ledger)
     app.router.add_put("/_sandbox/faults", put_faults)
+    app.router.add_post("/_sandbox/outage", outage)
     app.router.add_post("/_sandbox/charges/{charge_id}/settle", settle_pending)
     return app
 

@@ -100,6 +100,8 @@ class Run:
         self.lease_ms = lease_ms
         self.taken_over = taken_over
         self.wrote_attempt = bool(record.attempts)
+        #: a definite answer's journal line, written together with complete()
+        self.deferred: tuple[int, Attempt] | None = None
 
     @property
     def resource_id(self) -> str:
@@ -107,14 +109,29 @@ class Run:
 
     async def journal(self, attempt: Attempt) -> int:
         """Write ahead: after this returns, and only then, may bytes go out."""
+        await self.flush()
         self.wrote_attempt = True
         index = await self.store.write_attempt(self.scope, self.owner, attempt, self.lease_ms)
         self.record.attempts.append(attempt)
         return index
 
-    async def settle(self, index: int, attempt: Attempt) -> None:
-        await self.store.settle_attempt(self.scope, self.owner, index, attempt)
+    async def settle(self, index: int, attempt: Attempt, *, defer: bool = False) -> None:
+        """Record an attempt's outcome.  ``defer`` holds a definite answer back
+        to be written with the completion (one round trip less); should the
+        process die first, the attempt is still open and a retry replays it at
+        the same acquirer with the same key, which answers the same."""
+        await self.flush()
         self.record.attempts[index] = attempt
+        if defer:
+            self.deferred = (index, attempt)
+        else:
+            await self.store.settle_attempt(self.scope, self.owner, index, attempt)
+
+    async def flush(self) -> None:
+        if self.deferred is not None:
+            index, attempt = self.deferred
+            self.deferred = None
+            await self.store.settle_attempt(self.scope, self.owner, index, attempt)
 
 
 def _stored(result: ApiResult) -> StoredResponse:
@@ -186,7 +203,7 @@ async def run_idempotent(
                 raise
             result = problem_result(problem)
         if result.final:
-            await store.complete(scope, owner, _stored(result))
+            await store.complete(scope, owner, _stored(result), run.deferred)
         else:
             await _release(store, run, None)
         return result
@@ -206,7 +223,7 @@ async def run_idempotent(
 async def _release(store: Store, run: Run, problem: Problem | None) -> None:
     """Give the claim back; safe only because nothing may be in flight."""
     try:
-        await store.release(run.scope, run.owner)
+        await store.release(run.scope, run.owner, run.deferred)
     except Exception:  # the lease will expire on its own
         log.warning("could not release idempotency claim", exc_info=True)
     if problem is not None:

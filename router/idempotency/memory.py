@@ -117,17 +117,26 @@ class MemoryStore:
         record.attempts[index] = attempt
         self._save_idem(scope, record)
 
-    async def complete(self, scope: str, owner: str, response: StoredResponse) -> None:
+    async def complete(
+        self, scope: str, owner: str, response: StoredResponse,
+        settle: tuple[int, Attempt] | None = None,
+    ) -> None:
         done = self._idem(scope)
         if done is not None and done.response == response:
             return  # completing again with the same answer is not a conflict
         record = self._owned(scope, owner)
+        if settle is not None:
+            record.attempts[settle[0]] = settle[1]
         record.response, record.owner, record.lease_until_ms = response, None, 0
         self._save_idem(scope, record)
 
-    async def release(self, scope: str, owner: str) -> None:
+    async def release(
+        self, scope: str, owner: str, settle: tuple[int, Attempt] | None = None
+    ) -> None:
         record = self._idem(scope)
         if record is not None and record.owner == owner and not record.done:
+            if settle is not None:
+                record.attempts[settle[0]] = settle[1]
             record.owner, record.lease_until_ms = None, 0
             self._save_idem(scope, record)
 

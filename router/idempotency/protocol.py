@@ -70,9 +70,16 @@ class Store(Protocol):
         self, scope: str, owner: str, index: int, attempt: Attempt
     ) -> None: ...
 
-    async def complete(self, scope: str, owner: str, response: StoredResponse) -> None: ...
+    async def complete(
+        self, scope: str, owner: str, response: StoredResponse,
+        settle: tuple[int, Attempt] | None = None,
+    ) -> None:
+        """Store the response (and settle one journal line in the same step)."""
+        ...
 
-    async def release(self, scope: str, owner: str) -> None:
+    async def release(
+        self, scope: str, owner: str, settle: tuple[int, Attempt] | None = None
+    ) -> None:
         """End our lease now (nothing is in flight); the record, its resource id
         and journal stay, so a retry with the same key continues where we stopped."""
         ...
@@ -121,12 +128,16 @@ async def _mutate(
     record_id: str,
     change: Callable[[R], R | None],
     observer: Observer[R] | None = None,
+    current: R | None = None,
 ) -> R:
     """Optimistic read-modify-write.  ``change`` gets a private copy and returns
     the new record, or None to leave it as it is; it may raise to refuse.
-    ``observer(before, after)`` runs once a change was written."""
+    ``observer(before, after)`` runs once a change was written.  A ``current``
+    record the caller already holds saves the first read; if it is stale the
+    compare-and-set fails and the loop reads the real one."""
     while True:
-        current = await get(record_id)
+        if current is None:
+            current = await get(record_id)
         if current is None:
             raise KeyError(record_id)
         updated = change(current.model_copy(deep=True))
@@ -136,6 +147,7 @@ async def _mutate(
         try:
             await replace(updated, current.version)
         except VersionConflict:
+            current = None
             continue
         if observer is not None:
             await observer(current, updated)
@@ -147,8 +159,11 @@ async def mutate_payment(
     payment_id: str,
     change: Callable[[PaymentRecord], PaymentRecord | None],
     observer: Observer[PaymentRecord] | None = None,
+    current: PaymentRecord | None = None,
 ) -> PaymentRecord:
-    return await _mutate(store.get_payment, store.replace_payment, payment_id, change, observer)
+    return await _mutate(
+        store.get_payment, store.replace_payment, payment_id, change, observer, current
+    )
 
 
 async def mutate_refund(

@@ -104,6 +104,7 @@ if rec[2] then
   return 0
 end
 if rec[1] ~= ARGV[1] then return 0 end
+if ARGV[4] ~= '' then redis.call('LSET', KEYS[2], tonumber(ARGV[4]), ARGV[5]) end
 redis.call('HSET', KEYS[1], 'resp', ARGV[2], 'owner', '', 'lease', 0)
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('PEXPIRE', KEYS[2], ARGV[3]) end
@@ -113,6 +114,7 @@ return 1
 RELEASE = """
 local rec = redis.call('HMGET', KEYS[1], 'owner', 'resp')
 if rec[1] ~= ARGV[1] or rec[2] then return 0 end
+if ARGV[2] ~= '' then redis.call('LSET', KEYS[2], tonumber(ARGV[2]), ARGV[3]) end
 redis.call('HSET', KEYS[1], 'owner', '', 'lease', 0)
 return 1
 """
@@ -219,6 +221,12 @@ def client_from_url(url: str, op_timeout_s: float = 1.0, password: str | None = 
     raise ValueError(f"unsupported Redis URL scheme {parts.scheme!r}")
 
 
+def _settle_args(settle: tuple[int, Attempt] | None) -> tuple[str, str]:
+    if settle is None:
+        return "", ""
+    return str(settle[0]), settle[1].model_dump_json()
+
+
 class RedisStore:
     def __init__(self, client: Any, ttl_ms: int) -> None:
         self.client = client
@@ -271,19 +279,25 @@ class RedisStore:
         if not int(ok):
             raise LeaseLost(scope)
 
-    async def complete(self, scope: str, owner: str, response: StoredResponse) -> None:
+    async def complete(
+        self, scope: str, owner: str, response: StoredResponse,
+        settle: tuple[int, Attempt] | None = None,
+    ) -> None:
         keys = (redis_keys.idem(scope), redis_keys.attempts(scope))
         async with _boundary():
             ok = await _complete(
-                self.client, keys, (owner, response.model_dump_json(), self.ttl_ms)
+                self.client, keys,
+                (owner, response.model_dump_json(), self.ttl_ms, *_settle_args(settle)),
             )
         if not int(ok):
             raise LeaseLost(scope)
 
-    async def release(self, scope: str, owner: str) -> None:
+    async def release(
+        self, scope: str, owner: str, settle: tuple[int, Attempt] | None = None
+    ) -> None:
         keys = (redis_keys.idem(scope), redis_keys.attempts(scope))
         async with _boundary():
-            await _release(self.client, keys, (owner,))
+            await _release(self.client, keys, (owner, *_settle_args(settle)))
 
     async def get_idem(self, scope: str) -> IdemRecord | None:
         async with _boundary():

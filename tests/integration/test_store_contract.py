@@ -225,3 +225,14 @@ async def test_each_records_keys_share_one_cluster_slot(redis_cluster: RedisClus
         assert len(slots) == 1
     finally:
         await client.aclose()
+
+
+async def test_completion_settles_the_last_journal_line_in_the_same_step(store: Store) -> None:
+    await store.claim("s1", "fp", "o", LEASE, "pay_1")
+    index = await store.write_attempt("s1", "o", _attempt("a"), LEASE)
+    settled = _attempt("a", AttemptOutcome.APPROVED)
+    await store.complete("s1", "o", RESPONSE, (index, settled))
+    record = await store.get_idem("s1")
+    assert record is not None
+    assert record.attempts == [settled]
+    assert record.response == RESPONSE

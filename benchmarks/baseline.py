@@ -1,0 +1,73 @@
+"""The baseline the router is measured against: the least a proxy with
+idempotency can do.  One Redis SET NX per payment, one call to the acquirer,
+the answer passed through.  No journal, no routing, no metrics, no logs."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from collections.abc import AsyncIterator
+
+import aiohttp
+import redis.asyncio as aioredis
+from aiohttp import web
+
+SESSION = web.AppKey("session", aiohttp.ClientSession)
+REDIS = web.AppKey("redis", aioredis.Redis)
+UPSTREAM = web.AppKey("upstream", str)
+
+
+async def pay(request: web.Request) -> web.Response:
+    key = request.headers.get("Idempotency-Key", "")
+    body = await request.read()
+    if not await request.app[REDIS].set(f"base:{key}", "1", nx=True, px=86_400_000):
+        return web.json_response({"code": "duplicate"}, status=409)
+    async with request.app[SESSION].post(
+        f"{request.app[UPSTREAM]}/v1/charges",
+        data=body,
+        headers={"Idempotency-Key": key, "Content-Type": "application/json"},
+    ) as resp:
+        return web.Response(
+            status=resp.status, body=await resp.read(), content_type="application/json"
+        )
+
+
+def create_app(redis_url: str, upstream: str) -> web.Application:
+    app = web.Application()
+    app[UPSTREAM] = upstream
+
+    async def resources(app: web.Application) -> AsyncIterator[None]:
+        app[SESSION] = aiohttp.ClientSession()
+        app[REDIS] = aioredis.Redis.from_url(redis_url)
+        yield
+        await app[SESSION].close()
+        await app[REDIS].aclose()
+
+    app.cleanup_ctx.append(resources)
+    app.router.add_post("/v1/payments", pay)
+    return app
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--redis", required=True)
+    parser.add_argument("--upstream", required=True)
+    args = parser.parse_args()
+    try:
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    except ImportError:
+        pass
+    web.run_app(
+        create_app(args.redis, args.upstream),
+        host="127.0.0.1",
+        port=args.port,
+        print=None,
+        access_log=None,
+    )
+
+
+if __name__ == "__main__":
+    main()

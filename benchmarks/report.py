@@ -1,0 +1,124 @@
+"""Numbers and pictures from a run's samples."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no screen
+import matplotlib.pyplot as plt
+
+from benchmarks.loadgen import Sample
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))
+    return ordered[index]
+
+
+def latency_summary(samples: list[Sample]) -> dict[str, float]:
+    ms = [s.latency_s * 1000 for s in samples if s.status and s.status < 500]
+    return {f"p{q}": round(percentile(ms, q), 2) for q in (50, 90, 99, 99.9)} | {"count": len(ms)}
+
+
+def outcome_summary(samples: list[Sample]) -> dict[str, Any]:
+    statuses = Counter(str(s.status) for s in samples)
+    payment = Counter(str(s.payment_status) for s in samples)
+    return {
+        "http": dict(statuses),
+        "payments": dict(payment),
+        "retried": sum(1 for s in samples if s.tries > 1),
+    }
+
+
+def double_charges(ledgers: list[dict[str, Any]]) -> dict[str, int]:
+    """Payment ids with more than one money-moving creation, across acquirers."""
+    counts: Counter[str] = Counter()
+    for ledger in ledgers:
+        for event in ledger["events"]:
+            if event["kind"] in ("sale", "authorization") and event["reference"]:
+                counts[event["reference"]] += 1
+    return {ref: n for ref, n in counts.items() if n > 1}
+
+
+def _buckets(samples: list[Sample]) -> dict[int, list[Sample]]:
+    by_second: dict[int, list[Sample]] = defaultdict(list)
+    for s in samples:
+        by_second[int(s.started + s.latency_s)].append(s)
+    return by_second
+
+
+def plot(
+    samples: list[Sample], title: str, out: Path, marks: list[tuple[float, str]] | None = None
+) -> Path:
+    """Latency percentiles, throughput and traffic share per acquirer over time."""
+    buckets = _buckets(samples)
+    seconds = sorted(buckets)
+    acquirers = sorted({s.acquirer for s in samples if s.acquirer})
+    fig, axes = plt.subplots(3, 1, figsize=(9, 9), sharex=True)
+    lat = axes[0]
+    for q, style in ((50, "-"), (99, "--")):
+        lat.plot(
+            seconds,
+            [percentile([s.latency_s * 1000 for s in buckets[t]], q) for t in seconds],
+            style,
+            label=f"p{q}",
+        )
+    lat.set_ylabel("latency (ms)")
+    lat.set_yscale("log")
+    lat.legend(loc="upper right")
+    lat.set_title(title)
+    axes[1].bar(seconds, [len(buckets[t]) for t in seconds], color="tab:green")
+    axes[1].set_ylabel("completed / s")
+    bottom = [0.0] * len(seconds)
+    for acquirer in acquirers:
+        share = [
+            sum(1 for s in buckets[t] if s.acquirer == acquirer) / max(1, len(buckets[t]))
+            for t in seconds
+        ]
+        axes[2].bar(seconds, share, bottom=bottom, label=acquirer)
+        bottom = [b + v for b, v in zip(bottom, share, strict=True)]
+    axes[2].set_ylabel("traffic share")
+    axes[2].set_xlabel("seconds into the run")
+    if acquirers:
+        axes[2].legend(loc="upper right")
+    for at, label in marks or []:
+        for ax in axes:
+            ax.axvline(at, color="red", linestyle=":")
+        axes[0].annotate(
+            label,
+            (at, 1),
+            xycoords=("data", "axes fraction"),
+            textcoords="offset points",
+            xytext=(3, -12),
+            color="red",
+            fontsize=8,
+        )
+    fig.tight_layout()
+    fig.savefig(out, dpi=80)
+    plt.close(fig)
+    return out
+
+
+def bar_chart(values: dict[str, float], title: str, ylabel: str, out: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.bar(
+        list(values),
+        list(values.values()),
+        color=["tab:gray", "tab:blue", "tab:orange"][: len(values)],
+    )
+    for i, v in enumerate(values.values()):
+        ax.annotate(f"{v:.2f}", (i, v), ha="center", va="bottom", fontsize=9)
+    ax.set_title(title)
+    ax.set_ylabel(ylabel)
+    fig.tight_layout()
+    fig.savefig(out, dpi=80)
+    plt.close(fig)
+    return out
