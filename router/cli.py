@@ -77,9 +77,7 @@ def _sandbox(args: argparse.Namespace) -> int:
     _uvloop()
 
     async def run() -> None:
-        server = SandboxServer(
-            args.name, args.host, args.port, api_key=args.api_key, faults=faults
-        )
+        server = SandboxServer(args.name, args.host, args.port, api_key=args.api_key, faults=faults)
         await server.start()
         print(f"sandbox acquirer {args.name} listening on {server.url}", flush=True)
         stop = asyncio.Event()

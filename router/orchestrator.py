@@ -409,7 +409,11 @@ async def _ensure_payment(
 
 
 async def _finish_create(
-    rt: Runtime, payment_id: str, acquirer: str, key: str, result: AcquirerResult,
+    rt: Runtime,
+    payment_id: str,
+    acquirer: str,
+    key: str,
+    result: AcquirerResult,
     known: PaymentRecord | None = None,
 ) -> ApiResult:
     payment = await rt.update_payment(

@@ -428,7 +428,7 @@ async def outage(request: web.Request) -> web.Response:
     try:
         seconds = float((await _body(request)).get("seconds", 5))
     except (_Reply, TypeError, ValueError):
-        return _error(400, "invalid_request", "send {\"seconds\": N}")
+        return _error(400, "invalid_request", 'send {"seconds": N}')
     if not 0 < seconds <= 600:
         return _error(400, "invalid_request", "seconds must be in (0, 600]")
     request.app[SERVER_KEY].refuse_for(seconds)

@@ -118,7 +118,10 @@ class MemoryStore:
         self._save_idem(scope, record)
 
     async def complete(
-        self, scope: str, owner: str, response: StoredResponse,
+        self,
+        scope: str,
+        owner: str,
+        response: StoredResponse,
         settle: tuple[int, Attempt] | None = None,
     ) -> None:
         done = self._idem(scope)

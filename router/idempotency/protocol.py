@@ -71,7 +71,10 @@ class Store(Protocol):
     ) -> None: ...
 
     async def complete(
-        self, scope: str, owner: str, response: StoredResponse,
+        self,
+        scope: str,
+        owner: str,
+        response: StoredResponse,
         settle: tuple[int, Attempt] | None = None,
     ) -> None:
         """Store the response (and settle one journal line in the same step)."""

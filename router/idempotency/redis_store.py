@@ -280,13 +280,17 @@ class RedisStore:
             raise LeaseLost(scope)
 
     async def complete(
-        self, scope: str, owner: str, response: StoredResponse,
+        self,
+        scope: str,
+        owner: str,
+        response: StoredResponse,
         settle: tuple[int, Attempt] | None = None,
     ) -> None:
         keys = (redis_keys.idem(scope), redis_keys.attempts(scope))
         async with _boundary():
             ok = await _complete(
-                self.client, keys,
+                self.client,
+                keys,
                 (owner, response.model_dump_json(), self.ttl_ms, *_settle_args(settle)),
             )
         if not int(ok):

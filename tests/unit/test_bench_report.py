@@ -16,9 +16,14 @@ def test_percentiles_use_the_nearest_rank() -> None:
 
 
 def test_a_payment_charged_at_two_acquirers_is_a_double_charge() -> None:
-    a = {"events": [{"kind": "sale", "reference": "pay_1"}, {"kind": "refund",
-                                                            "reference": "pay_1"}]}
-    b = {"events": [{"kind": "authorization", "reference": "pay_1"},
-                    {"kind": "sale", "reference": "pay_2"}]}
+    a = {
+        "events": [{"kind": "sale", "reference": "pay_1"}, {"kind": "refund", "reference": "pay_1"}]
+    }
+    b = {
+        "events": [
+            {"kind": "authorization", "reference": "pay_1"},
+            {"kind": "sale", "reference": "pay_2"},
+        ]
+    }
     assert double_charges([a, b]) == {"pay_1": 2}
     assert double_charges([a]) == {}
