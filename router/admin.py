@@ -7,6 +7,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from router.api import json_response
 from router.auth import authenticate_admin
 from router.keys import CONFIG_PATH, RELOADER, RUNTIME
 from router.problems import Problem
@@ -18,10 +19,6 @@ def _admin_rt(request: web.Request) -> Runtime:
     rt = request.app[RUNTIME].current
     authenticate_admin(rt.config, request.headers.get("Authorization"))
     return rt
-
-
-def _json(data: Any, status: int = 200) -> web.Response:
-    return web.Response(status=status, body=orjson.dumps(data), content_type="application/json")
 
 
 def acquirer_report(rt: Runtime) -> list[dict[str, Any]]:
@@ -55,7 +52,7 @@ def acquirer_report(rt: Runtime) -> list[dict[str, Any]]:
 
 async def list_acquirers(request: web.Request) -> web.Response:
     rt = _admin_rt(request)
-    return _json({"config_version": rt.version, "acquirers": acquirer_report(rt)})
+    return json_response({"config_version": rt.version, "acquirers": acquirer_report(rt)})
 
 
 async def _set_drain(request: web.Request, drained: bool) -> web.Response:
@@ -65,7 +62,7 @@ async def _set_drain(request: web.Request, drained: bool) -> web.Response:
     if acquirer is None:
         raise Problem(404, "acquirer_not_found", f"no acquirer {name!r} in the current config")
     acquirer.drained = drained
-    return _json({"name": name, "drained": drained})
+    return json_response({"name": name, "drained": drained})
 
 
 async def drain(request: web.Request) -> web.Response:
@@ -87,12 +84,12 @@ async def reload(request: web.Request) -> web.Response:
         "changed": result.changed,
         "error": result.error,
     }
-    return _json(body, 200 if result.ok else 422)
+    return json_response(body, 200 if result.ok else 422)
 
 
 async def config_info(request: web.Request) -> web.Response:
     rt = _admin_rt(request)
-    return _json(
+    return json_response(
         {
             "version": rt.version,
             "history": request.app[RUNTIME].history,
@@ -108,7 +105,7 @@ async def dead_letters(request: web.Request) -> web.Response:
     rt = _admin_rt(request)
     assert rt.publisher is not None
     items = await rt.publisher.outbox.dead_letters(500)
-    return _json(
+    return json_response(
         {
             "dead_letters": [
                 {
@@ -137,7 +134,7 @@ async def redeliver(request: web.Request) -> web.Response:
     if ids is not None and not (isinstance(ids, list) and all(isinstance(i, str) for i in ids)):
         raise Problem(400, "invalid_request", "ids must be a list of dead-letter ids")
     moved = await rt.publisher.outbox.redeliver(ids, now_ms())
-    return _json({"redelivered": moved})
+    return json_response({"redelivered": moved})
 
 
 def add_routes(app: web.Application) -> None:

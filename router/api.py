@@ -223,7 +223,7 @@ def render(result: ApiResult) -> web.Response:
     )
 
 
-def _json(data: BaseModel | dict[str, Any], status: int = 200) -> web.Response:
+def json_response(data: BaseModel | dict[str, Any] | list[Any], status: int = 200) -> web.Response:
     body = data.model_dump(mode="json") if isinstance(data, BaseModel) else data
     return web.Response(status=status, body=orjson.dumps(body), content_type="application/json")
 
@@ -263,13 +263,13 @@ async def refund_payment(request: web.Request) -> web.Response:
 async def get_payment(request: web.Request) -> web.Response:
     caller = _principal(request, "payments:read").tenant
     payment_id = _path_id(request, "payment_id")
-    return _json(await orchestrator.get_payment(_rt(request), caller, payment_id))
+    return json_response(await orchestrator.get_payment(_rt(request), caller, payment_id))
 
 
 async def get_refund(request: web.Request) -> web.Response:
     caller = _principal(request, "payments:read").tenant
     refund_id = _path_id(request, "refund_id")
-    return _json(await orchestrator.get_refund(_rt(request), caller, refund_id))
+    return json_response(await orchestrator.get_refund(_rt(request), caller, refund_id))
 
 
 async def acquirer_webhook(request: web.Request) -> web.Response:
@@ -284,11 +284,11 @@ async def acquirer_webhook(request: web.Request) -> web.Response:
     rt.metrics.webhooks_in.labels(name, "applied" if changed else "no_change").inc()
     if rt.config.acquirers[name].kind == "adyen":
         return web.Response(text="[accepted]")  # what Adyen expects back
-    return _json({"received": True, "changed": changed})
+    return json_response({"received": True, "changed": changed})
 
 
 async def openapi(request: web.Request) -> web.Response:
-    return _json(openapi_document())
+    return json_response(openapi_document())
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -298,7 +298,7 @@ async def metrics(request: web.Request) -> web.Response:
 
 async def healthz(request: web.Request) -> web.Response:
     """Liveness: the process serves requests (pid: which worker answered)."""
-    return _json({"status": "ok", "pid": os.getpid()})
+    return json_response({"status": "ok", "pid": os.getpid()})
 
 
 async def readyz(request: web.Request) -> web.Response:
@@ -306,8 +306,8 @@ async def readyz(request: web.Request) -> web.Response:
     try:
         await _rt(request).store.ping()
     except StoreUnavailable:
-        return _json({"status": "unavailable", "store": "unreachable"}, 503)
-    return _json({"status": "ready", "store": "ok"})
+        return json_response({"status": "unavailable", "store": "unreachable"}, 503)
+    return json_response({"status": "ready", "store": "ok"})
 
 
 def add_routes(app: web.Application) -> None:

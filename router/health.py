@@ -13,16 +13,16 @@ A decline is a success here: the acquirer did its job.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from aiohttp import web
 
 from adapters.base import AcquirerError
+from router.background import background_ctx
 
 log = logging.getLogger(__name__)
 
@@ -137,9 +137,4 @@ async def health_loop(app: web.Application) -> None:
         await asyncio.sleep(min(0.25, interval / 4))
 
 
-async def health_ctx(app: web.Application) -> AsyncIterator[None]:
-    task = asyncio.create_task(health_loop(app), name="health-probes")
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+health_ctx = background_ctx("health-probes", health_loop)

@@ -9,15 +9,14 @@ idempotent functions as the live path, and backs off exponentially otherwise.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator
 
 from aiohttp import web
 
 from adapters.base import AcquirerError, AcquirerResult, Operation, ResultStatus, StatusQuery
 from router import outcomes
 from router.acquirers import invoke
+from router.background import background_ctx
 from router.idempotency.protocol import StoreUnavailable
 from router.keys import RUNTIME
 from router.orchestrator import drop_refund, settle_refund
@@ -169,9 +168,4 @@ async def _loop(app: web.Application) -> None:
             log.exception("reconciler pass failed")
 
 
-async def reconciler_ctx(app: web.Application) -> AsyncIterator[None]:
-    task = asyncio.create_task(_loop(app), name="reconciler")
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+reconciler_ctx = background_ctx("reconciler", _loop)

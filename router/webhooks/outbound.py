@@ -11,7 +11,6 @@ dead-letters what is still failing after the retry window.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import fnmatch
 import hashlib
 import logging
@@ -20,7 +19,6 @@ import random
 import secrets
 import socket
 import time
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
@@ -28,6 +26,7 @@ import aiohttp
 import orjson
 from aiohttp import web
 
+from router.background import background_ctx
 from router.config import WebhooksConfig
 from router.idempotency.protocol import StoreUnavailable
 from router.metrics import Metrics
@@ -186,9 +185,4 @@ async def delivery_loop(app: web.Application) -> None:
             await asyncio.sleep(1.0)
 
 
-async def delivery_ctx(app: web.Application) -> AsyncIterator[None]:
-    task = asyncio.create_task(delivery_loop(app), name="webhook-delivery")
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+delivery_ctx = background_ctx("webhook-delivery", delivery_loop)
