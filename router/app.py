@@ -137,7 +137,12 @@ def build_runtime(
     metrics: Metrics | None = None,
 ) -> Runtime:
     """A Runtime for ``config``.  Acquirers that exist in ``previous`` keep their
-    breaker (unless its settings changed), health history and drain flag."""
+    breaker (unless its settings changed), health history and drain flag; the
+    outbox and metrics outlive every reload."""
+    if outbox is None:
+        outbox = previous.publisher.outbox if previous and previous.publisher else MemoryOutbox()
+    if metrics is None:
+        metrics = previous.metrics if previous else Metrics()
     acquirers: dict[str, Acquirer] = {}
     for name, acq in config.acquirers.items():
         base_url = sandboxes[name].url if acq.embedded else acq.base_url
@@ -167,13 +172,8 @@ def build_runtime(
             weight=acq.weight,
             priority=acq.priority,
             drained=drained,
+            metrics=metrics,
         )
-    if outbox is None:
-        outbox = previous.publisher.outbox if previous and previous.publisher else MemoryOutbox()
-    if metrics is None:
-        metrics = previous.metrics if previous else Metrics()
-    for acquirer in acquirers.values():
-        acquirer.metrics = metrics
     return Runtime(
         config=config,
         store=store,

@@ -542,8 +542,8 @@ async def _locked_operation(
 
         if _settled_result(run, operation) is None or run.record.open_attempt() is not None:
             payment = await rt.update_payment(payment_id, take_lock)
-        else:
-            payment = await rt.store.get_payment(payment_id)  # type: ignore[assignment]
+        else:  # a previous owner got the answer: only its application may be missing
+            payment = await _owned_payment(rt, caller, payment_id)
         lock = payment.op_lock or OpLock(operation=operation, scope=run.scope, amount=0)
         try:
             key, result = await _pinned(

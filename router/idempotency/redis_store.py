@@ -147,14 +147,14 @@ UNAVAILABLE: tuple[type[Exception], ...] = (
 
 
 @contextlib.asynccontextmanager
-async def _boundary() -> AsyncIterator[None]:
+async def redis_boundary() -> AsyncIterator[None]:
     try:
         yield
     except UNAVAILABLE as exc:
         raise StoreUnavailable(f"redis: {type(exc).__name__}: {exc}") from exc
 
 
-class _Script:
+class LuaScript:
     """EVALSHA with a fallback to EVAL; works the same on Cluster (keys route it)."""
 
     def __init__(self, source: str) -> None:
@@ -168,13 +168,13 @@ class _Script:
             return await client.eval(self.source, len(keys), *keys, *args)
 
 
-_claim = _Script(CLAIM)
-_write_attempt = _Script(WRITE_ATTEMPT)
-_settle = _Script(SETTLE_ATTEMPT)
-_complete = _Script(COMPLETE)
-_release = _Script(RELEASE)
-_create = _Script(CREATE_DOC)
-_replace = _Script(REPLACE_DOC)
+_claim = LuaScript(CLAIM)
+_write_attempt = LuaScript(WRITE_ATTEMPT)
+_settle = LuaScript(SETTLE_ATTEMPT)
+_complete = LuaScript(COMPLETE)
+_release = LuaScript(RELEASE)
+_create = LuaScript(CREATE_DOC)
+_replace = LuaScript(REPLACE_DOC)
 
 
 def _client_options(op_timeout_s: float, password: str | None) -> dict[str, Any]:
@@ -243,7 +243,7 @@ class RedisStore:
         self, scope: str, fingerprint: str, owner: str, lease_ms: int, resource_id: str
     ) -> ClaimOutcome:
         keys = (redis_keys.idem(scope), redis_keys.attempts(scope))
-        async with _boundary():
+        async with redis_boundary():
             reply = await _claim(
                 self.client, keys, (fingerprint, owner, lease_ms, resource_id, self.ttl_ms)
             )
@@ -264,7 +264,7 @@ class RedisStore:
 
     async def write_attempt(self, scope: str, owner: str, attempt: Attempt, lease_ms: int) -> int:
         keys = (redis_keys.idem(scope), redis_keys.attempts(scope))
-        async with _boundary():
+        async with redis_boundary():
             index = await _write_attempt(
                 self.client, keys, (owner, attempt.model_dump_json(), lease_ms, self.ttl_ms)
             )
@@ -274,7 +274,7 @@ class RedisStore:
 
     async def settle_attempt(self, scope: str, owner: str, index: int, attempt: Attempt) -> None:
         keys = (redis_keys.idem(scope), redis_keys.attempts(scope))
-        async with _boundary():
+        async with redis_boundary():
             ok = await _settle(self.client, keys, (owner, index, attempt.model_dump_json()))
         if not int(ok):
             raise LeaseLost(scope)
@@ -287,7 +287,7 @@ class RedisStore:
         settle: tuple[int, Attempt] | None = None,
     ) -> None:
         keys = (redis_keys.idem(scope), redis_keys.attempts(scope))
-        async with _boundary():
+        async with redis_boundary():
             ok = await _complete(
                 self.client,
                 keys,
@@ -300,11 +300,11 @@ class RedisStore:
         self, scope: str, owner: str, settle: tuple[int, Attempt] | None = None
     ) -> None:
         keys = (redis_keys.idem(scope), redis_keys.attempts(scope))
-        async with _boundary():
+        async with redis_boundary():
             await _release(self.client, keys, (owner, *_settle_args(settle)))
 
     async def get_idem(self, scope: str) -> IdemRecord | None:
-        async with _boundary():
+        async with redis_boundary():
             data = await self.client.hgetall(redis_keys.idem(scope))
             lines = await self.client.lrange(redis_keys.attempts(scope), 0, -1)
         if not data:
@@ -320,19 +320,19 @@ class RedisStore:
 
     # ------------------------------------------------------------------ records
     async def _create_doc(self, key: str, doc: str) -> None:
-        async with _boundary():
+        async with redis_boundary():
             created = await _create(self.client, (key,), (doc, self.ttl_ms))
         if not int(created):
             raise AlreadyExists(key)
 
     async def _replace_doc(self, key: str, doc: str, expected_version: int) -> None:
-        async with _boundary():
+        async with redis_boundary():
             ok = await _replace(self.client, (key,), (expected_version, doc, self.ttl_ms))
         if not int(ok):
             raise VersionConflict(key)
 
     async def _get_doc(self, key: str) -> str | None:
-        async with _boundary():
+        async with redis_boundary():
             doc: str | None = await self.client.get(key)
         return doc
 
@@ -362,31 +362,31 @@ class RedisStore:
 
     # ------------------------------------------------------------------ events
     async def event_seen(self, acquirer: str, event_id: str) -> bool:
-        async with _boundary():
+        async with redis_boundary():
             return bool(await self.client.exists(redis_keys.event(acquirer, event_id)))
 
     async def remember_event(self, acquirer: str, event_id: str) -> None:
-        async with _boundary():
+        async with redis_boundary():
             await self.client.set(redis_keys.event(acquirer, event_id), "1", px=self.ttl_ms)
 
     # --------------------------------------------------------------- unresolved
     async def mark_unresolved(self, ref: str, due_ms: int) -> None:
-        async with _boundary():
+        async with redis_boundary():
             await self.client.zadd(redis_keys.UNRESOLVED, {ref: due_ms})
 
     async def clear_unresolved(self, ref: str) -> None:
-        async with _boundary():
+        async with redis_boundary():
             await self.client.zrem(redis_keys.UNRESOLVED, ref)
 
     async def due_unresolved(self, now_ms: int, limit: int) -> list[str]:
-        async with _boundary():
+        async with redis_boundary():
             refs: list[str] = await self.client.zrangebyscore(
                 redis_keys.UNRESOLVED, "-inf", now_ms, start=0, num=limit
             )
         return refs
 
     async def ping(self) -> None:
-        async with _boundary():
+        async with redis_boundary():
             await self.client.ping()
 
     async def close(self) -> None:

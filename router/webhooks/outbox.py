@@ -23,7 +23,7 @@ import orjson
 import redis.exceptions as rexc
 
 from router import redis_keys
-from router.idempotency.redis_store import _boundary, _Script
+from router.idempotency.redis_store import LuaScript, redis_boundary
 
 GROUP = "deliverers"
 
@@ -69,7 +69,7 @@ class Outbox(Protocol):
     async def redeliver(self, ids: list[str] | None, now_ms: int) -> int: ...
 
 
-_RELEASE = _Script("""
+_RELEASE = LuaScript("""
 local items = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
 for _, item in ipairs(items) do
   redis.call('XADD', KEYS[2], '*', 'd', item)
@@ -87,7 +87,7 @@ class RedisOutbox:
     async def _group(self) -> None:
         if self._group_ready:
             return
-        async with _boundary():
+        async with redis_boundary():
             with contextlib.suppress(rexc.ResponseError):  # BUSYGROUP: it exists already
                 await self.client.xgroup_create(
                     redis_keys.WEBHOOK_STREAM, GROUP, id="0", mkstream=True
@@ -95,7 +95,7 @@ class RedisOutbox:
         self._group_ready = True
 
     async def enqueue(self, deliveries: list[Delivery]) -> None:
-        async with _boundary():
+        async with redis_boundary():
             for delivery in deliveries:
                 await self.client.xadd(redis_keys.WEBHOOK_STREAM, {"d": delivery.dump()})
 
@@ -105,31 +105,31 @@ class RedisOutbox:
 
     async def fetch(self, consumer: str, count: int, block_ms: int) -> list[tuple[str, Delivery]]:
         await self._group()
-        async with _boundary():
+        async with redis_boundary():
             reply = await self.client.xreadgroup(
                 GROUP, consumer, {redis_keys.WEBHOOK_STREAM: ">"}, count=count, block=block_ms
             )
         return [item for _, entries in reply or [] for item in self._entries(entries)]
 
     async def ack(self, entry_id: str) -> None:
-        async with _boundary():
+        async with redis_boundary():
             await self.client.xack(redis_keys.WEBHOOK_STREAM, GROUP, entry_id)
             await self.client.xdel(redis_keys.WEBHOOK_STREAM, entry_id)
 
     async def schedule_retry(self, entry_id: str, delivery: Delivery, due_ms: int) -> None:
-        async with _boundary():
+        async with redis_boundary():
             await self.client.zadd(redis_keys.WEBHOOK_RETRY, {delivery.dump(): due_ms})
         await self.ack(entry_id)
 
     async def bury(self, entry_id: str, delivery: Delivery, reason: str) -> None:
-        async with _boundary():
+        async with redis_boundary():
             await self.client.xadd(
                 redis_keys.WEBHOOK_DEAD, {"d": delivery.dump(), "reason": reason}
             )
         await self.ack(entry_id)
 
     async def release_due(self, now_ms: int, limit: int) -> int:
-        async with _boundary():
+        async with redis_boundary():
             moved = await _RELEASE(
                 self.client,
                 (redis_keys.WEBHOOK_RETRY, redis_keys.WEBHOOK_STREAM),
@@ -141,14 +141,14 @@ class RedisOutbox:
         self, consumer: str, idle_ms: int, count: int
     ) -> list[tuple[str, Delivery]]:
         await self._group()
-        async with _boundary():
+        async with redis_boundary():
             reply = await self.client.xautoclaim(
                 redis_keys.WEBHOOK_STREAM, GROUP, consumer, idle_ms, "0-0", count=count
             )
         return self._entries(reply[1])
 
     async def dead_letters(self, limit: int) -> list[tuple[str, Delivery, str]]:
-        async with _boundary():
+        async with redis_boundary():
             raw = await self.client.xrange(redis_keys.WEBHOOK_DEAD, count=limit)
         return [(i, Delivery.load(f["d"]), f.get("reason", "")) for i, f in raw]
 
@@ -158,7 +158,7 @@ class RedisOutbox:
             if ids is not None and entry_id not in ids:
                 continue
             fresh = replace(delivery, attempt=0, first_ms=now_ms)
-            async with _boundary():
+            async with redis_boundary():
                 await self.client.xadd(redis_keys.WEBHOOK_STREAM, {"d": fresh.dump()})
                 await self.client.xdel(redis_keys.WEBHOOK_DEAD, entry_id)
             moved += 1
