@@ -168,7 +168,7 @@ class Stack:
                 for name, p in self.sandboxes.items()
             },
             "routing": {"default": list(self.sandboxes), **routing},
-            "payments": {"deadline_s": 4, "lease_s": 8, "same_acquirer_replays": 2},
+            "payments": {"deadline_s": 4, "lease_s": 3, "same_acquirer_replays": 2},
             "reconciler": {"interval_s": 0.5, "first_check_s": 0.5, "not_found_grace_s": 3},
         }
         path = self.workdir / f"router-{len(self.procs)}.yaml"

@@ -34,6 +34,7 @@ from router.idempotency.protocol import (
     Mismatch,
     Replay,
     Store,
+    StoreUnavailable,
 )
 from router.problems import Problem
 from router.records import Attempt, IdemRecord, StoredResponse
@@ -194,6 +195,7 @@ async def run_idempotent(
         )
     assert isinstance(claim, Claimed)
     run = Run(store, scope, owner, claim.record, lease_ms, claim.taken_over)
+    heartbeat = asyncio.create_task(_heartbeat(store, scope, owner, lease_ms))
     try:
         try:
             result = await work(run)
@@ -218,6 +220,23 @@ async def run_idempotent(
         if not run.wrote_attempt:
             await _release(store, run, None)
         raise
+    finally:
+        heartbeat.cancel()
+
+
+async def _heartbeat(store: Store, scope: str, owner: str, lease_ms: int) -> None:
+    """Keep a live owner's lease fresh, so the lease can be short: a crashed
+    instance's work is taken over within one lease, not one request deadline.
+    Missing a beat is safe: a takeover resolves the journal at the same
+    acquirer with the same acquirer key, and this owner's next write fails."""
+    while True:
+        await asyncio.sleep(lease_ms / 3000)
+        try:
+            if not await store.extend_lease(scope, owner, lease_ms):
+                log.warning("lease on %s lost to another owner", scope[:12])
+                return
+        except StoreUnavailable:
+            log.warning("could not renew the lease on %s (store unavailable)", scope[:12])
 
 
 async def _release(store: Store, run: Run, problem: Problem | None) -> None:

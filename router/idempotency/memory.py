@@ -143,6 +143,14 @@ class MemoryStore:
             record.owner, record.lease_until_ms = None, 0
             self._save_idem(scope, record)
 
+    async def extend_lease(self, scope: str, owner: str, lease_ms: int) -> bool:
+        record = self._idem(scope)
+        if record is None or record.done or record.owner != owner:
+            return False
+        record.lease_until_ms = max(record.lease_until_ms, now_ms() + lease_ms)
+        self._save_idem(scope, record)
+        return True
+
     async def get_idem(self, scope: str) -> IdemRecord | None:
         return self._idem(scope)
 

@@ -119,6 +119,15 @@ redis.call('HSET', KEYS[1], 'owner', '', 'lease', 0)
 return 1
 """
 
+EXTEND_LEASE = f"""
+{_NOW}
+local rec = redis.call('HMGET', KEYS[1], 'owner', 'resp', 'lease')
+if rec[1] ~= ARGV[1] or rec[2] then return 0 end
+local until_ms = now + tonumber(ARGV[2])
+if until_ms > tonumber(rec[3]) then redis.call('HSET', KEYS[1], 'lease', until_ms) end
+return 1
+"""
+
 CREATE_DOC = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
@@ -173,6 +182,7 @@ _write_attempt = LuaScript(WRITE_ATTEMPT)
 _settle = LuaScript(SETTLE_ATTEMPT)
 _complete = LuaScript(COMPLETE)
 _release = LuaScript(RELEASE)
+_extend = LuaScript(EXTEND_LEASE)
 _create = LuaScript(CREATE_DOC)
 _replace = LuaScript(REPLACE_DOC)
 
@@ -302,6 +312,11 @@ class RedisStore:
         keys = (redis_keys.idem(scope), redis_keys.attempts(scope))
         async with redis_boundary():
             await _release(self.client, keys, (owner, *_settle_args(settle)))
+
+    async def extend_lease(self, scope: str, owner: str, lease_ms: int) -> bool:
+        async with redis_boundary():
+            ok = await _extend(self.client, (redis_keys.idem(scope),), (owner, lease_ms))
+        return bool(int(ok))
 
     async def get_idem(self, scope: str) -> IdemRecord | None:
         async with redis_boundary():

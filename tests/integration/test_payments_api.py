@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
+from adapters.sandbox.faults import FaultMode, FaultRule
 from adapters.sandbox.server import SandboxServer
 from tests.conftest import RouterFactory
 from tests.helpers import AUTH, OTHER_AUTH, charges_by_reference, headers, make_config
@@ -292,3 +293,29 @@ async def _ledgers(client: Client, sandboxes: tuple[SandboxServer, ...]) -> list
     for sandbox in sandboxes:
         out.append(await (await client.session.get(f"{sandbox.url}/_sandbox/ledger")).json())
     return out
+
+
+async def test_a_request_outliving_its_lease_keeps_it_while_alive(
+    router_factory: RouterFactory, two_sandboxes: tuple[SandboxServer, SandboxServer]
+) -> None:
+    """The lease is 1 s, the acquirer takes 2.5 s: the heartbeat keeps the
+    record ours, so a duplicate arriving after 1.5 s still waits (409)."""
+    a, b = two_sandboxes
+    config = make_config(
+        {"sandbox-a": a.url, "sandbox-b": b.url}, payments={"lease_s": 1, "deadline_s": 10}
+    )
+    acquirers = {
+        n: acq.model_copy(update={"timeouts": acq.timeouts.model_copy(update={"read_s": 5})})
+        for n, acq in config.acquirers.items()
+    }
+    client = await router_factory(config.model_copy(update={"acquirers": acquirers}))
+    a.state.faults.replace([FaultRule(mode=FaultMode.LATENCY, latency_ms=2500, count=1)])
+    first = asyncio.create_task(_post(client, "/v1/payments", "slow-1", SALE))
+    await asyncio.sleep(1.5)
+    status, body, _ = await _post(client, "/v1/payments", "slow-1", SALE)
+    assert (status, body["code"]) == (409, "idempotency_request_in_flight")
+    status, paid, _ = await first
+    assert (status, paid["status"]) == (201, "captured")
+    assert charges_by_reference({"events": a.state.ledger}, {"events": b.state.ledger}) == {
+        paid["id"]: 1
+    }

@@ -236,3 +236,14 @@ async def test_completion_settles_the_last_journal_line_in_the_same_step(store: 
     assert record is not None
     assert record.attempts == [settled]
     assert record.response == RESPONSE
+
+
+async def test_only_the_live_owner_can_extend_its_lease(store: Store) -> None:
+    await store.claim("s1", "fp", "o", 50, "pay_1")
+    assert await store.extend_lease("s1", "o", LEASE)
+    busy = await store.claim("s1", "fp", "other", LEASE, "pay_2")
+    assert isinstance(busy, Busy)
+    assert busy.retry_after_ms > 1000  # pushed well past the first 50 ms
+    assert not await store.extend_lease("s1", "other", LEASE)
+    await store.complete("s1", "o", RESPONSE)
+    assert not await store.extend_lease("s1", "o", LEASE)
