@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import inspect
 import os
 import subprocess
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from router.config import Config
+
+T = TypeVar("T")
 
 DEMO_KEY = "sk_test_demo"
 OTHER_KEY = "sk_test_other"
@@ -73,3 +78,22 @@ def spawn_router(
             stderr=err,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
+
+
+async def eventually(
+    fetch: Callable[[], Awaitable[T] | T],
+    done: Callable[[T], bool],
+    *,
+    seconds: float,
+    every: float = 0.05,
+) -> T:
+    """Poll ``fetch`` until ``done`` holds or ``seconds`` pass, and return the
+    last value: the test asserts on it, so a timeout fails with the real value."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while True:
+        value = fetch()
+        result: T = await value if inspect.isawaitable(value) else value  # type: ignore[assignment]
+        if done(result) or loop.time() >= deadline:
+            return result
+        await asyncio.sleep(every)

@@ -23,7 +23,7 @@ from router.models import CreatePayment
 from router.records import Attempt, PaymentRecord, now_ms
 from router.states import PaymentState
 from tests.conftest import RouterFactory
-from tests.helpers import AUTH, charges_by_reference, headers, make_config
+from tests.helpers import AUTH, charges_by_reference, eventually, headers, make_config
 
 Client = TestClient[Any, Any]
 SALE = {"amount": 1299, "currency": "EUR", "payment_method": "tok_visa"}
@@ -48,6 +48,10 @@ async def _faults(client: Client, sandbox: SandboxServer, *rules: dict[str, Any]
 async def _pay(client: Client, key: str, body: dict[str, Any] = SALE) -> tuple[int, dict[str, Any]]:
     resp = await client.post("/v1/payments", json=body, headers=headers(key))
     return resp.status, await resp.json(content_type=None)
+
+
+async def _payment(client: Client, payment_id: str) -> dict[str, Any]:
+    return dict(await (await client.get(f"/v1/payments/{payment_id}", headers=AUTH)).json())
 
 
 def _charges(*sandboxes: SandboxServer) -> dict[str, int]:
@@ -109,11 +113,12 @@ async def test_an_unresolvable_outcome_is_unknown_then_reconciled_without_a_seco
     assert b.state.requests_seen == 0
 
     await _faults(client, a)  # the acquirer recovers
-    for _ in range(100):
-        got = await (await client.get(f"/v1/payments/{body['id']}", headers=AUTH)).json()
-        if got["status"] != "unknown":
-            break
-        await asyncio.sleep(0.1)
+    got = await eventually(
+        lambda: _payment(client, body["id"]),
+        lambda p: p["status"] != "unknown",
+        seconds=10,
+        every=0.1,
+    )
     assert got["status"] == "captured"
 
     status, again = await _pay(client, "k-1")  # the caller's retry gets the real answer
@@ -136,11 +141,9 @@ async def test_a_request_the_acquirer_never_processed_is_settled_failed_by_the_r
     status, body = await _pay(client, "k-1")
     assert (status, body["status"]) == (202, "unknown")
     assert b.state.requests_seen == 0
-    for _ in range(100):
-        got = await (await client.get(f"/v1/payments/{body['id']}", headers=AUTH)).json()
-        if got["status"] != "unknown":
-            break
-        await asyncio.sleep(0.05)
+    got = await eventually(
+        lambda: _payment(client, body["id"]), lambda p: p["status"] != "unknown", seconds=5
+    )
     assert (got["status"], got["failure_reason"]) == ("failed", "acquirer_confirms_not_processed")
     assert a.state.ledger == []
 

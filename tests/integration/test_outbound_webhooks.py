@@ -20,7 +20,7 @@ from router.records import now_ms
 from router.webhooks.outbox import Delivery, RedisOutbox
 from router.webhooks.signatures import verify_timestamped
 from tests.conftest import RouterFactory
-from tests.helpers import DEMO_KEY, headers, make_config, sha
+from tests.helpers import DEMO_KEY, eventually, headers, make_config, sha
 from tests.redis_procs import RedisProcess
 
 SALE = {"amount": 1299, "currency": "EUR", "payment_method": "tok_visa"}
@@ -80,14 +80,6 @@ def _config(redis_url: str, sandbox: SandboxServer, hook_url: str, **webhooks: A
     )
 
 
-async def _until(condition: Any, seconds: float = 10.0) -> None:
-    for _ in range(int(seconds / 0.05)):
-        if condition():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("condition not reached in time")
-
-
 async def test_a_subscriber_down_for_a_while_still_gets_every_event_signed(
     router_factory: RouterFactory,
     redis_server: RedisProcess,
@@ -102,7 +94,7 @@ async def test_a_subscriber_down_for_a_while_still_gets_every_event_signed(
     for i in range(3):
         resp = await client.post("/v1/payments", json=SALE, headers=headers(f"k{i}"))
         ids.append((await resp.json())["id"])
-    await _until(lambda: len(subscriber.event_ids()) == 3)
+    assert await eventually(lambda: len(subscriber.event_ids()) == 3, bool, seconds=10)
     assert {r["body"]["data"]["id"] for r in subscriber.received} == set(ids)
     assert {r["body"]["type"] for r in subscriber.received} == {"payment.captured"}
     assert subscriber.requests > 3  # the failures were retried
@@ -127,11 +119,7 @@ async def test_past_the_retry_window_a_delivery_is_dead_lettered_then_redelivere
         body = await (await client.get("/admin/webhooks/dead", headers=ADMIN)).json()
         return list(body["dead_letters"])
 
-    for _ in range(100):
-        letters = await dead()
-        if letters:
-            break
-        await asyncio.sleep(0.05)
+    letters = await eventually(dead, bool, seconds=5)
     assert len(letters) == 1
     assert letters[0]["attempts"] > 1
     assert "retry window exhausted" in letters[0]["reason"]
@@ -139,7 +127,7 @@ async def test_past_the_retry_window_a_delivery_is_dead_lettered_then_redelivere
     subscriber.fail_first = 0  # the service is back
     resp = await client.post("/admin/webhooks/redeliver", headers=ADMIN, json={})
     assert (await resp.json())["redelivered"] == 1
-    await _until(lambda: len(subscriber.received) == 1)
+    assert await eventually(lambda: len(subscriber.received) == 1, bool, seconds=10)
     assert await dead() == []
 
 
@@ -155,7 +143,7 @@ async def test_two_instances_share_one_queue_and_deliver_each_event(
     routers = [await router_factory(config), await router_factory(config)]
     for i in range(10):
         await routers[i % 2].post("/v1/payments", json=SALE, headers=headers(f"two-{i}"))
-    await _until(lambda: len(subscriber.event_ids()) == 10)
+    assert await eventually(lambda: len(subscriber.event_ids()) == 10, bool, seconds=10)
     await asyncio.sleep(0.3)
     assert len(subscriber.received) == 10  # once each while nothing fails
 
@@ -173,7 +161,7 @@ async def test_a_delivery_held_by_a_dead_instance_is_claimed_by_a_live_one(
     assert len(await outbox.fetch("instance-that-died", 10, 100)) == 1  # and it never acks
     sandbox = await sandbox_factory("sandbox-a")
     await router_factory(_config(redis_server.url, sandbox, url, claim_idle_s=0.2))
-    await _until(lambda: subscriber.event_ids() == {"evt_orphan"})
+    assert await eventually(lambda: subscriber.event_ids() == {"evt_orphan"}, bool, seconds=10)
     await outbox.client.aclose()
 
 

@@ -11,7 +11,14 @@ from aiohttp.test_utils import TestClient
 from adapters.sandbox.faults import FaultMode, FaultRule
 from adapters.sandbox.server import SandboxServer
 from tests.conftest import RouterFactory
-from tests.helpers import AUTH, OTHER_AUTH, charges_by_reference, headers, make_config
+from tests.helpers import (
+    AUTH,
+    OTHER_AUTH,
+    charges_by_reference,
+    eventually,
+    headers,
+    make_config,
+)
 
 Client = TestClient[Any, Any]
 SALE = {"amount": 1299, "currency": "EUR", "payment_method": "tok_visa"}
@@ -153,11 +160,11 @@ async def test_a_pending_3ds_payment_is_resolved_by_the_reconciler(
         f"{sandbox.url}/_sandbox/charges/{body['acquirer_reference']}/settle", json={}
     )
     assert settle.status == 200
-    for _ in range(50):
-        got = await (await client.get(f"/v1/payments/{body['id']}", headers=AUTH)).json()
-        if got["status"] != "pending":
-            break
-        await asyncio.sleep(0.1)
+
+    async def payment() -> dict[str, Any]:
+        return dict(await (await client.get(f"/v1/payments/{body['id']}", headers=AUTH)).json())
+
+    got = await eventually(payment, lambda p: p["status"] != "pending", seconds=5, every=0.1)
     assert got["status"] == "captured"
 
 

@@ -17,7 +17,7 @@ from adapters.sandbox.server import SandboxServer
 from router.idempotency.flow import scope_of
 from router.idempotency.memory import MemoryStore
 from tests.conftest import RouterFactory
-from tests.helpers import DEMO_KEY, charges_by_reference, headers, make_config, sha
+from tests.helpers import DEMO_KEY, charges_by_reference, eventually, headers, make_config, sha
 
 Client = TestClient[Any, Any]
 SALE = {"amount": 1299, "currency": "EUR", "payment_method": "tok_visa"}
@@ -185,6 +185,10 @@ async def test_the_admin_api_needs_its_own_credential(
 # ------------------------------------------------------------------ reloads
 
 
+async def _config_info(client: Client) -> dict[str, Any]:
+    return dict(await (await client.get("/admin/config", headers=ADMIN)).json())
+
+
 def _write(path: Path, sandboxes: tuple[SandboxServer, ...], **extra: Any) -> None:
     config: dict[str, Any] = {
         "server": {"watch_config_s": extra.pop("watch", 0)},
@@ -272,11 +276,9 @@ async def test_a_changed_file_is_picked_up_by_the_watcher(
     before = (await (await client.get("/admin/config", headers=ADMIN)).json())["version"]
     await asyncio.sleep(0.05)
     _write(path, two_sandboxes, watch=0.05, weights={"sandbox-a": 7})
-    for _ in range(100):
-        info = await (await client.get("/admin/config", headers=ADMIN)).json()
-        if info["version"] != before:
-            break
-        await asyncio.sleep(0.05)
+    info = await eventually(
+        lambda: _config_info(client), lambda i: i["version"] != before, seconds=5
+    )
     assert info["version"] != before
 
 
@@ -290,9 +292,7 @@ async def test_sighup_reloads_the_config(
     before = (await (await client.get("/admin/config", headers=ADMIN)).json())["version"]
     _write(path, two_sandboxes, weights={"sandbox-b": 4})
     os.kill(os.getpid(), signal.SIGHUP)  # handled by the router's loop, not the default action
-    for _ in range(100):
-        info = await (await client.get("/admin/config", headers=ADMIN)).json()
-        if info["version"] != before:
-            break
-        await asyncio.sleep(0.02)
+    info = await eventually(
+        lambda: _config_info(client), lambda i: i["version"] != before, seconds=2, every=0.02
+    )
     assert info["version"] != before
