@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 CONFIG  ?= config/demo.yaml
 
-.PHONY: run test bench lint typecheck check redis-server clean
+.PHONY: run test bench lint typecheck check servers clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -16,19 +16,25 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/payrouter serve --config $(CONFIG)
 
-# Integration tests start their own redis-server processes; install the binary when missing.
-redis-server:
-	@command -v redis-server >/dev/null 2>&1 || { \
+# Integration tests start their own redis-server and PostgreSQL processes (on
+# free ports, in temporary folders); install the binaries when missing.
+servers:
+	@need=""; \
+	command -v redis-server >/dev/null 2>&1 || need="$$need redis-server"; \
+	{ command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } \
+	  || need="$$need postgresql"; \
+	if [ -n "$$need" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing redis-server with apt-get"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
-	  else echo "redis-server missing: Redis integration tests will be skipped"; fi; }
+	    echo "installing$$need with apt-get"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$need >/dev/null; \
+	  else echo "missing:$$need -- the tests that need them will fail (install them, or run as root)"; fi; \
+	fi
 
-test: $(STAMP) redis-server
+test: $(STAMP) servers
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 # A short run of every scenario (under 2 minutes); figures land in benchmarks/results/.
-bench: $(STAMP) redis-server
+bench: $(STAMP) servers
 	$(BIN)/python -m benchmarks.run --quick --publish
 
 lint: $(STAMP)

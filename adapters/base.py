@@ -1,38 +1,46 @@
-"""Adapter interface and the outcome taxonomy every acquirer is mapped into.
+"""The adapter interface: what the router asks of an acquirer, and what it gets back.
 
-An issuer's answer (approved, declined, pending) is a *value*: the money moved
-or it did not, and we know which.  Transport trouble is an *exception*, and the
-exception type carries the one fact the router needs to stay safe: whether the
-acquirer can possibly have processed the request.
-
-* ``NotProcessed``   -- provably nothing happened; another acquirer may be tried.
-* ``OutcomeUnknown`` -- bytes left this process and no trustworthy answer came
-  back; the request may have moved money.  Never fail over on this.
-* ``IntegrationError`` -- our side is wrong (credentials, encoding); retrying
-  anywhere will not help.
-
-Foreign exceptions (aiohttp, asyncio) are mapped here, at one boundary, by
-:func:`transport_boundary`; adapters never catch aiohttp errors themselves.
+An issuer's answer (approved, declined, pending) is a *value*, an
+:class:`AcquirerResult`: the money moved or it did not, and we know which.
+Transport trouble is an *exception* (see :mod:`adapters.errors` for the
+tree), and its type carries the one fact the router needs to stay safe:
+whether the acquirer can possibly have processed the request.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
 import enum
-import ssl
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import aiohttp
 import orjson
 
+from adapters.credentials import (
+    AcquirerToken,
+    Credential,
+    NetworkToken,
+    StoredCredential,
+    VaultCard,
+)
+from adapters.declines import Decline, DeclineCode
+from adapters.errors import CredentialRefused, IntegrationError, OutcomeUnknown
+from adapters.forwarding import Forwarder, Outbound
+from adapters.settings import AcquirerSettings, Timeouts
+from adapters.transport import HttpReply, tls_context, transport_boundary
+
 #: the router's request id, sent on to acquirers for tracing across both logs
 REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "payrouter_request_id", default=None
+)
+
+#: trace context headers (W3C traceparent) to send on, when tracing is on
+TRACE_HEADERS: contextvars.ContextVar[Mapping[str, str] | None] = contextvars.ContextVar(
+    "payrouter_trace_headers", default=None
 )
 
 
@@ -42,6 +50,11 @@ class Operation(enum.StrEnum):
     CAPTURE = "capture"
     VOID = "void"
     REFUND = "refund"
+    AUTHENTICATE = "authenticate"  # completing 3-D Secure / a redirect
+
+    @property
+    def creates(self) -> bool:
+        return self in (Operation.AUTHORIZE, Operation.SALE)
 
 
 class ResultStatus(enum.StrEnum):
@@ -51,15 +64,28 @@ class ResultStatus(enum.StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class NextAction:
+    """What the shopper must do before the acquirer can answer (3-D Secure, redirects)."""
+
+    type: str  # "redirect" or "sdk"
+    url: str | None = None
+    method: str = "GET"
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class AcquirerResult:
     """The acquirer's definite answer to one operation."""
 
     status: ResultStatus
     acquirer_reference: str | None = None
-    decline_code: str | None = None
-    message: str | None = None
-    raw_status: str | None = None
-    redirect_url: str | None = None
+    decline: Decline | None = None
+    #: for creates: True when the funds are captured, False when only authorized
+    #: (a sale answered "authorised" still has its capture to come)
+    captured: bool | None = None
+    next_action: NextAction | None = None
+    #: the scheme's transaction id, for later merchant-initiated payments
+    network_transaction_id: str | None = None
 
     @property
     def approved(self) -> bool:
@@ -72,16 +98,24 @@ class AcquirerResult:
 @dataclass(frozen=True, slots=True)
 class PaymentOrder:
     """Authorize or sale.  ``idempotency_key`` is the *acquirer* key the router
-    derived; it must be sent unchanged on every replay."""
+    derived; it is sent unchanged on every replay."""
 
     payment_id: str
     amount: int
     currency: str
-    payment_method: str
+    credential: Credential
     capture: bool
     idempotency_key: str
     merchant_reference: str | None = None
     metadata: Mapping[str, str] = field(default_factory=dict)
+    shopper_reference: str | None = None
+    stored_credential: StoredCredential | None = None
+    return_url: str | None = None
+    description: str | None = None
+
+    @property
+    def operation(self) -> Operation:
+        return Operation.SALE if self.capture else Operation.AUTHORIZE
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +129,18 @@ class FollowOnOrder:
     idempotency_key: str
     refund_id: str | None = None
     merchant_reference: str | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AuthenticationOrder:
+    """Finish what a pending create asked the shopper to do (3-D Secure)."""
+
+    payment_id: str
+    acquirer_reference: str | None
+    idempotency_key: str
+    details: Mapping[str, str]
+    capture: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,120 +158,47 @@ class StatusQuery:
     refund_id: str | None = None
 
 
-# ----------------------------------------------------------------------- exceptions
-
-
-class AcquirerError(Exception):
-    """Base of transport-level trouble; ``reason`` is a stable machine code."""
-
-    def __init__(
-        self, acquirer: str, reason: str, detail: str = "", *, replayable: bool = True
-    ) -> None:
-        super().__init__(f"{acquirer}: {reason}" + (f" ({detail})" if detail else ""))
-        self.acquirer = acquirer
-        self.reason = reason
-        self.detail = detail
-        #: False when the acquirer said a replay under the same key cannot help
-        #: (e.g. Stripe-Should-Retry: false); resolution then asks for status only
-        self.replayable = replayable
-
-
-class NotProcessed(AcquirerError):
-    """The acquirer provably did not act on the request: safe to try elsewhere."""
-
-
-class OutcomeUnknown(AcquirerError):
-    """The request may have been processed.  Only the same acquirer, asked with
-    the same idempotency key, can tell us what happened."""
-
-
-class IntegrationError(AcquirerError):
-    """A defect on our side of the integration; needs a human, not a retry."""
-
-
-# ------------------------------------------------------------------------- boundary
-
-
-@contextlib.asynccontextmanager
-async def transport_boundary(acquirer: str) -> AsyncIterator[None]:
-    """Translate aiohttp/asyncio failures into the taxonomy.
-
-    The line that matters is *connection established*: anything that fails
-    before a connection exists cannot have reached the acquirer; anything
-    after it might have.  An overall timeout cannot tell which side of that
-    line it fired on, so it is an ``OutcomeUnknown``.
-    """
-    try:
-        yield
-    except AcquirerError:
-        raise
-    except aiohttp.ConnectionTimeoutError as exc:  # connect phase: nothing sent
-        raise NotProcessed(acquirer, "connect_timeout", str(exc)) from exc
-    except aiohttp.ClientConnectorError as exc:  # refused, DNS, TLS handshake
-        raise NotProcessed(acquirer, "connect_failed", str(exc)) from exc
-    except aiohttp.SocketTimeoutError as exc:
-        raise OutcomeUnknown(acquirer, "read_timeout", str(exc)) from exc
-    except aiohttp.ServerDisconnectedError as exc:
-        raise OutcomeUnknown(acquirer, "disconnected", str(exc)) from exc
-    except aiohttp.ClientPayloadError as exc:
-        raise OutcomeUnknown(acquirer, "truncated_response", str(exc)) from exc
-    except aiohttp.ClientResponseError as exc:
-        raise OutcomeUnknown(acquirer, "bad_response", str(exc)) from exc
-    except aiohttp.ClientOSError as exc:  # reset mid-request or mid-response
-        raise OutcomeUnknown(acquirer, "connection_reset", str(exc)) from exc
-    except aiohttp.ClientError as exc:
-        raise OutcomeUnknown(acquirer, "client_error", str(exc)) from exc
-    except TimeoutError as exc:
-        raise OutcomeUnknown(acquirer, "deadline_exceeded", str(exc)) from exc
-
-
-@dataclass(frozen=True, slots=True)
-class HttpReply:
-    status: int
-    headers: Mapping[str, str]
-    body: bytes
-
-    def json(self) -> Any:
-        return orjson.loads(self.body)
-
-
-@dataclass(frozen=True, slots=True)
-class Timeouts:
-    connect: float = 2.0
-    read: float = 10.0
-
-
 class Adapter(ABC):
     """One acquirer.  Implementations build wire requests and map replies; the
     HTTP plumbing and the exception boundary live here so every adapter gets
     the same safety rules."""
 
-    kind: str = "abstract"
+    kind: ClassVar[str] = "abstract"
     #: True when ``status`` answering None PROVES the acquirer never processed a
     #: request under that key (it records keys before acting on them).  Only
     #: then may the reconciler, after a grace period, settle "unknown" as
     #: "not processed"; otherwise an unknown stays unknown until proven.
-    status_is_authoritative: bool = False
+    status_is_authoritative: ClassVar[bool] = False
+    #: True when :meth:`find` can look a create up by our key or payment id
+    finds_creates: ClassVar[bool] = False
 
     def __init__(
         self,
         name: str,
+        settings: AcquirerSettings,
         session: aiohttp.ClientSession,
         base_url: str,
-        timeouts: Timeouts | None = None,
+        *,
+        vaults: Mapping[str, Forwarder] | None = None,
     ) -> None:
         self.name = name
+        #: the vaults this acquirer's card requests may be forwarded through
+        self.vaults: Mapping[str, Forwarder] = vaults or {}
+        self.settings = settings
         self.base_url = base_url.rstrip("/")
         self._session = session
-        self.timeouts = timeouts or Timeouts()
-        #: verification is on unless the router's config (test mode only) says otherwise
-        self.tls: ssl.SSLContext | bool = True
+        self.timeouts: Timeouts = settings.timeouts
+        self.tls = tls_context(settings)
         self._client_timeout = aiohttp.ClientTimeout(
             total=None,
-            connect=self.timeouts.connect,
-            sock_connect=self.timeouts.connect,
-            sock_read=self.timeouts.read,
+            connect=self.timeouts.connect_s,
+            sock_connect=self.timeouts.connect_s,
+            sock_read=self.timeouts.read_s,
         )
+
+    def _api_key(self) -> str:
+        assert self.settings.api_key is not None  # the settings validator requires it
+        return self.settings.api_key.get()
 
     async def request(
         self,
@@ -235,17 +208,25 @@ class Adapter(ABC):
         json: Any = None,
         data: bytes | str | None = None,
         headers: Mapping[str, str] | None = None,
+        card: VaultCard | None = None,
     ) -> HttpReply:
         """Send one request and read the whole reply inside the boundary, so a
-        reset while reading the body is classified like any other."""
+        reset while reading the body is classified like any other.  With
+        ``card``, the request goes through that card's vault, which fills in
+        the placeholders the body carries (:mod:`adapters.forwarding`)."""
         body: bytes | str | None = data
         hdrs = dict(headers or {})
         rid = REQUEST_ID.get()
         if rid is not None:
             hdrs.setdefault("X-Request-Id", rid)
+        trace = TRACE_HEADERS.get()
+        if trace:
+            hdrs.update(trace)
         if json is not None:
             body = orjson.dumps(json)
             hdrs.setdefault("Content-Type", "application/json")
+        if card is not None:
+            return await self._forward(method, path, hdrs, body, card)
         async with (
             transport_boundary(self.name),
             self._session.request(
@@ -261,6 +242,22 @@ class Adapter(ABC):
             payload = await resp.read()
             return HttpReply(resp.status, dict(resp.headers), payload)
 
+    async def _forward(
+        self,
+        method: str,
+        path: str,
+        headers: dict[str, str],
+        body: bytes | str | None,
+        card: VaultCard,
+    ) -> HttpReply:
+        forwarder = self.vaults.get(card.vault)
+        if forwarder is None:  # eligibility is checked before: a bug, not a decline
+            raise IntegrationError(self.name, "vault_not_configured", card.vault)
+        raw = body.encode() if isinstance(body, str) else (body or b"")
+        outbound = Outbound(method, self.base_url + path, headers, raw)
+        async with transport_boundary(self.name):
+            return await forwarder.send(self._session, outbound, card, timeout=self._client_timeout)
+
     def parse_json(self, reply: HttpReply) -> Any:
         """A 2xx we cannot parse may still have moved money."""
         try:
@@ -268,11 +265,36 @@ class Adapter(ABC):
         except orjson.JSONDecodeError as exc:
             raise OutcomeUnknown(self.name, "unparsable_response", str(exc)) from exc
 
-    @abstractmethod
-    async def authorize(self, order: PaymentOrder) -> AcquirerResult: ...
+    #: the credentials this acquirer's API takes (beside its own tokens)
+    takes: ClassVar[frozenset[type]] = frozenset({AcquirerToken})
+
+    @classmethod
+    def refuses(cls, credential: Credential) -> str | None:
+        """Why this kind of acquirer cannot use ``credential`` (None: it can)."""
+        if type(credential) in cls.takes:
+            return None
+        what = {VaultCard: "forwarded vault cards", NetworkToken: "network tokens"}
+        return f"{cls.kind} does not take {what.get(type(credential), 'this credential')}"
+
+    @classmethod
+    def limits(cls, order: PaymentOrder) -> list[str]:
+        """Limits of this acquirer's API that the order breaks (checked before
+        sending: routing leaves the acquirer out, naming them)."""
+        return []
+
+    async def create(self, order: PaymentOrder) -> AcquirerResult:
+        """Authorize (``order.capture`` false) or sale.  A credential the
+        acquirer or vault does not know is a decline of this payment, whoever
+        noticed it, and never trouble with the acquirer."""
+        try:
+            return await self._create(order)
+        except CredentialRefused as exc:
+            decline = Decline(DeclineCode.INVALID_CREDENTIAL, exc.raw[:64])
+            return AcquirerResult(ResultStatus.DECLINED, decline=decline)
 
     @abstractmethod
-    async def sale(self, order: PaymentOrder) -> AcquirerResult: ...
+    async def _create(self, order: PaymentOrder) -> AcquirerResult:
+        """The acquirer's create; raises CredentialRefused for an unknown credential."""
 
     @abstractmethod
     async def capture(self, order: FollowOnOrder) -> AcquirerResult: ...
@@ -283,17 +305,39 @@ class Adapter(ABC):
     @abstractmethod
     async def refund(self, order: FollowOnOrder) -> AcquirerResult: ...
 
+    async def authenticate(self, order: AuthenticationOrder) -> AcquirerResult:
+        """Submit what the shopper's authentication returned; default: read the status."""
+        result = await self.status(
+            StatusQuery(
+                Operation.SALE if order.capture else Operation.AUTHORIZE,
+                order.payment_id,
+                order.idempotency_key,
+                order.acquirer_reference,
+            )
+        )
+        if result is None:
+            raise OutcomeUnknown(self.name, "authentication_result_unknown")
+        return result
+
     @abstractmethod
     async def status(self, query: StatusQuery) -> AcquirerResult | None:
         """The acquirer's record of one operation, or None when it has none
         (which does not prove the operation was never processed)."""
 
+    async def abandon(self, query: StatusQuery) -> AcquirerResult | None:
+        """Give up a create still waiting for the shopper past its window: the
+        create's answer afterwards (declined, or approved if the shopper made
+        it after all), or None when this acquirer cannot be asked to."""
+        return None
+
+    async def find(self, query: StatusQuery) -> AcquirerResult | None:
+        """Look a create up by our key or payment id, when the acquirer can;
+        used before failing over a payment whose record a store failover lost."""
+        return None
+
     @abstractmethod
     async def health(self) -> None:
         """Return when the acquirer answers; raise an AcquirerError otherwise."""
-
-    async def create(self, order: PaymentOrder) -> AcquirerResult:
-        return await (self.sale(order) if order.capture else self.authorize(order))
 
 
 async def sleep_backoff(attempt: int, base: float = 0.05, cap: float = 1.0) -> None:

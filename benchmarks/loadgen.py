@@ -35,6 +35,8 @@ class Sample:
     acquirer: str | None = None
     tries: int = 1
     error: str | None = None
+    #: every answer on the way: (HTTP status, problem code or payment status)
+    answers: list[tuple[int, str | None]] = field(default_factory=list)
 
 
 @dataclass
@@ -60,6 +62,7 @@ async def one_payment(
     started = time.monotonic()
     urls = itertools.cycle(rng.sample(target.urls, len(target.urls)))
     status, error, body = 0, None, {}
+    answers: list[tuple[int, str | None]] = []
     for tries in range(1, max_tries + 1):
         url = next(urls)
         try:
@@ -76,7 +79,8 @@ async def one_payment(
                     body = {}
                 error = None
         except (aiohttp.ClientError, TimeoutError) as exc:
-            status, error = 0, type(exc).__name__
+            status, error, body = 0, type(exc).__name__, {}
+        answers.append((status, body.get("code") or body.get("status")))
         unresolved = status == 202 and body.get("status") in ("unknown", "pending")
         if status in RETRYABLE or status == 0 or unresolved:
             await asyncio.sleep(min(1.0, 0.05 * 2 ** min(tries, 5)) * rng.uniform(0.5, 1.5))
@@ -92,6 +96,7 @@ async def one_payment(
         acquirer=body.get("acquirer"),
         tries=tries,
         error=error,
+        answers=answers,
     )
 
 

@@ -38,16 +38,6 @@ def outcome_summary(samples: list[Sample]) -> dict[str, Any]:
     }
 
 
-def double_charges(ledgers: list[dict[str, Any]]) -> dict[str, int]:
-    """Payment ids with more than one money-moving creation, across acquirers."""
-    counts: Counter[str] = Counter()
-    for ledger in ledgers:
-        for event in ledger["events"]:
-            if event["kind"] in ("sale", "authorization") and event["reference"]:
-                counts[event["reference"]] += 1
-    return {ref: n for ref, n in counts.items() if n > 1}
-
-
 def _buckets(samples: list[Sample]) -> dict[int, list[Sample]]:
     by_second: dict[int, list[Sample]] = defaultdict(list)
     for s in samples:

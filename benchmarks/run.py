@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import shutil
 import time
@@ -24,9 +25,10 @@ from typing import Any
 import aiohttp
 import yaml
 
-from benchmarks import report
+from benchmarks import checks, report
 from benchmarks.loadgen import Sample, Target, closed_loop, open_loop
-from benchmarks.stack import DEMO_KEY, Proc, Stack, stack
+from benchmarks.stack import ADMIN, DEMO_KEY, Proc, Stack, cpu_split, stack
+from tests.procs.proxy import StallingProxy
 
 HERE = Path(__file__).resolve().parent
 AUTH = {"Authorization": f"Bearer {DEMO_KEY}"}
@@ -137,45 +139,114 @@ async def _post(url: str, body: Any) -> None:
         await session.request("PUT" if url.endswith("faults") else "POST", url, json=body)
 
 
-def _action(s: Stack, routers: list[Proc], event: dict[str, Any]) -> Callable[[], Awaitable[None]]:
-    kind = event["action"]
-    sandbox = s.sandboxes.get(event.get("target", ""), None)
+async def _pause(proc: Proc, seconds: float) -> None:
+    await asyncio.to_thread(proc.pause)
+    await asyncio.sleep(seconds)
+    await asyncio.to_thread(proc.resume)
 
-    async def run() -> None:
-        if kind == "outage":
-            assert sandbox is not None
-            await _post(f"{_url(sandbox)}/_sandbox/outage", {"seconds": event["seconds"]})
-        elif kind == "brownout":
-            assert sandbox is not None
-            await _post(
-                f"{_url(sandbox)}/_sandbox/faults",
-                [{"mode": "latency", "latency_ms": event["latency_ms"]}],
-            )
-        elif kind == "heal":
-            assert sandbox is not None
-            await _post(f"{_url(sandbox)}/_sandbox/faults", [])
-        elif kind == "kill_router":
-            await asyncio.to_thread(routers[0].kill)
-        elif kind == "restart_redis":
-            await asyncio.to_thread(s.restart_redis)
 
-    return run
+Event = dict[str, Any]
+Action = Callable[[Stack, list[Proc], Event], Awaitable[None]]
+
+
+def _sandbox_url(s: Stack, event: Event) -> str:
+    return _url(s.sandboxes[event["target"]])
+
+
+async def _outage(s: Stack, routers: list[Proc], event: Event) -> None:
+    await _post(f"{_sandbox_url(s, event)}/_sandbox/outage", {"seconds": event["seconds"]})
+
+
+async def _brownout(s: Stack, routers: list[Proc], event: Event) -> None:
+    faults = [{"mode": "latency", "latency_ms": event["latency_ms"]}]
+    await _post(f"{_sandbox_url(s, event)}/_sandbox/faults", faults)
+
+
+async def _heal(s: Stack, routers: list[Proc], event: Event) -> None:
+    await _post(f"{_sandbox_url(s, event)}/_sandbox/faults", [])
+
+
+async def _kill_router(s: Stack, routers: list[Proc], event: Event) -> None:
+    await asyncio.to_thread(routers[0].kill)
+
+
+async def _pause_router(s: Stack, routers: list[Proc], event: Event) -> None:
+    await _pause(routers[0], event["seconds"])
+
+
+async def _restart_redis(s: Stack, routers: list[Proc], event: Event) -> None:
+    await asyncio.to_thread(s.restart_redis)
+
+
+async def _restart_postgres(s: Stack, routers: list[Proc], event: Event) -> None:
+    """SIGKILL PostgreSQL, leave it down ``seconds``, start it again (WAL recovery)."""
+    assert s.postgres is not None
+    await asyncio.to_thread(s.postgres.kill)
+    await asyncio.sleep(event.get("seconds", 0))
+    await asyncio.to_thread(s.postgres.start)
+
+
+async def _pause_redis(s: Stack, routers: list[Proc], event: Event) -> None:
+    assert s.redis is not None
+    await _pause(s.redis, event["seconds"])
+
+
+def _proxy(s: Stack) -> StallingProxy:
+    assert s.replicated is not None
+    assert s.replicated.proxy is not None
+    return s.replicated.proxy
+
+
+async def _stall_replication(s: Stack, routers: list[Proc], event: Event) -> None:
+    _proxy(s).stall()
+
+
+async def _fail_over(s: Stack, routers: list[Proc], event: Event) -> None:
+    assert s.replicated is not None
+    await s.replicated.fail_over()
+    _proxy(s).resume()
+
+
+ACTIONS: dict[str, Action] = {
+    "outage": _outage,
+    "brownout": _brownout,
+    "heal": _heal,
+    "kill_router": _kill_router,
+    "pause_router": _pause_router,
+    "restart_redis": _restart_redis,
+    "restart_postgres": _restart_postgres,
+    "pause_redis": _pause_redis,
+    "stall_replication": _stall_replication,
+    "fail_over": _fail_over,
+}
+
+
+def _action(s: Stack, routers: list[Proc], event: Event) -> Callable[[], Awaitable[None]]:
+    return functools.partial(ACTIONS[event["action"]], s, routers, event)
 
 
 async def chaos(s: Stack, spec: dict[str, Any], out: Path) -> dict[str, Any]:
-    config = s.router_config(**spec.get("routing", {}))
+    if spec.get("redis") == "replicated":
+        await s.start_replicated_redis()
+    if spec.get("ledger") is not None:
+        await s.start_postgres()
+    config = s.router_config(
+        spec.get("store"), spec.get("payments"), spec.get("ledger"), **spec.get("routing", {})
+    )
     routers = [s.start_router(config) for _ in range(spec.get("routers", 1))]
     events = [(e["at_s"], _action(s, routers, e)) for e in spec.get("events", [])]
     target = Target([_url(r) for r in routers], headers=AUTH)
     samples = await open_loop(target, spec["rate"], spec["duration_s"], spec["name"], events=events)
     live = next(r for r in routers if r.popen is not None and r.popen.poll() is None)
-    unresolved = await _unresolved_after_reconcile(_url(live), samples)
     ledgers = []
     async with aiohttp.ClientSession() as session:
         for sandbox in s.sandboxes.values():
             async with session.get(f"{_url(sandbox)}/_sandbox/ledger") as resp:
                 ledgers.append(await resp.json())
-    doubles = report.double_charges(ledgers)
+    checked = await checks.verify(_url(live), Target([_url(live)], headers=AUTH), samples, ledgers)
+    if s.postgres is not None:
+        checked["drain_backlog_after"] = await checks.drained(_url(live), ADMIN, 60)
+        checked |= await checks.system_of_record(s.postgres.url, ledgers, samples)
     failed = [
         x for x in samples if x.status >= 400 or x.status == 0 or x.payment_status == "failed"
     ]
@@ -193,33 +264,103 @@ async def chaos(s: Stack, spec: dict[str, Any], out: Path) -> dict[str, Any]:
         "outcomes": report.outcome_summary(samples),
         "traffic_share": {a: sum(1 for x in samples if x.acquirer == a) for a in s.sandboxes},
         "failed_payments": len(failed),
-        "double_charges": len(doubles),
-        "double_charged_ids": list(doubles)[:10],
-        "lost_payments": len(unresolved),
+        **checked,
     }
 
 
-async def _unresolved_after_reconcile(
-    url: str, samples: list[Sample], wait_s: float = 15
-) -> list[str]:
-    """Accepted payments still pending/unknown once the reconciler had its chance."""
-    pending = {x.payment_id for x in samples if x.payment_id}
-    deadline = time.monotonic() + wait_s
-    async with aiohttp.ClientSession() as session:
-        while pending and time.monotonic() < deadline:
-            for pid in list(pending):
-                async with session.get(f"{url}/v1/payments/{pid}", headers=AUTH) as resp:
-                    if resp.status == 200 and (await resp.json())["status"] not in (
-                        "pending",
-                        "unknown",
-                    ):
-                        pending.discard(pid)
-            if pending:
-                await asyncio.sleep(0.5)
-    return sorted(pending)
+#: the system of record's settings per variant of the ledger-cost scenario
+LEDGER_VARIANTS: dict[str, dict[str, Any] | None] = {
+    "no-ledger": None,
+    "external-drain": {"drain": "external"},
+    "embedded-drain": {"drain": "embedded"},
+}
 
 
-KINDS = {"compare": compare, "scaling": scaling, "chaos": chaos}
+async def _ledger_variant(
+    s: Stack,
+    spec: dict[str, Any],
+    name: str,
+    round_: int,
+    split: tuple[set[int], set[int]] | None,
+) -> dict[str, Any]:
+    ledger = LEDGER_VARIANTS[name]
+    config = s.router_config(ledger=ledger)
+    router = s.start_router(config)
+    drainer = s.start_drainer(config) if ledger and ledger["drain"] == "external" else None
+    if split is not None:  # the router and its Redis alone on one CPU
+        assert s.redis is not None
+        s.pin_all([router, s.redis], *split)
+    target = Target([_url(router)], headers=AUTH)
+    await open_loop(target, spec["rate"], 1.0, f"{name}-warmup-{round_}", max_tries=1)
+    drain_before = drainer.cpu_seconds() if drainer else 0.0
+    samples, cpu = await _cpu_window(
+        [router],
+        open_loop(target, spec["rate"], spec["duration_s"], f"{name}-{round_}", max_tries=1),
+    )
+    drain_cpu = (drainer.cpu_seconds() - drain_before) if drainer else 0.0
+    ok = [x for x in samples if x.status == 201]
+    if drainer is not None:
+        s.stop(drainer)
+    s.stop(router)
+    return {
+        "router_cpu_ms": 1000 * cpu / max(1, len(ok)),
+        "drainer_cpu_ms": 1000 * drain_cpu / max(1, len(ok)),
+        "latency": report.latency_summary(samples),
+        "errors": len(samples) - len(ok),
+    }
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[len(ordered) // 2]
+
+
+async def ledger_cost(s: Stack, spec: dict[str, Any], out: Path) -> dict[str, Any]:
+    """The hot path with and without the system of record, in one run.
+
+    Each round runs every variant at the same open-loop rate, one after the
+    other, so drifts of the machine spread over all of them; the report takes
+    the median of the rounds.  The router's own CPU per payment is the hot
+    path's cost; an external drainer's CPU is reported beside it."""
+    split = cpu_split() if spec.get("pinned") else None  # before anything is pinned
+    await s.start_postgres()
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in LEDGER_VARIANTS}
+    names = list(LEDGER_VARIANTS)
+    for round_ in range(spec["rounds"]):
+        order = names[round_ % len(names) :] + names[: round_ % len(names)]  # rotate: no variant
+        for name in order:  # always runs first, on the emptiest Redis
+            runs[name].append(await _ledger_variant(s, spec, name, round_, split))
+    result: dict[str, Any] = {
+        "rate_per_s": spec["rate"],
+        "rounds": spec["rounds"],
+        "pinned": {"router_and_redis": sorted(split[0]), "the_rest": sorted(split[1])}
+        if split
+        else None,
+    }
+    for name, rounds in runs.items():
+        result[name] = {
+            "router_cpu_ms_per_payment": round(_median([r["router_cpu_ms"] for r in rounds]), 3),
+            "drainer_cpu_ms_per_payment": round(_median([r["drainer_cpu_ms"] for r in rounds]), 3),
+            "p50_ms": round(_median([r["latency"]["p50"] for r in rounds]), 2),
+            "p99_ms": round(_median([r["latency"]["p99"] for r in rounds]), 2),
+            "errors": sum(r["errors"] for r in rounds),
+        }
+    base = result["no-ledger"]
+    for name in ("external-drain", "embedded-drain"):
+        result[f"{name}-vs-no-ledger"] = {
+            key: round(result[name][key] / base[key], 3) if base[key] else None
+            for key in ("router_cpu_ms_per_payment", "p50_ms", "p99_ms")
+        }
+    report.bar_chart(
+        {name: result[name]["router_cpu_ms_per_payment"] for name in LEDGER_VARIANTS},
+        f"router CPU per payment at {spec['rate']}/s (ms)",
+        "ms of CPU",
+        out / "ledger-cost-cpu.png",
+    )
+    return result
+
+
+KINDS = {"compare": compare, "scaling": scaling, "chaos": chaos, "ledger_cost": ledger_cost}
 
 
 async def run(files: list[Path], quick: bool, out: Path) -> dict[str, Any]:
@@ -237,7 +378,7 @@ async def run(files: list[Path], quick: bool, out: Path) -> dict[str, Any]:
                 if "seconds" in event:
                     event["seconds"] = max(2, event["seconds"] * 2 // 3)
         print(f"== {spec['name']} ({spec['kind']})", flush=True)
-        with stack(out / "work" / spec["name"]) as s:
+        async with stack(out / "work" / spec["name"]) as s:
             s.start_redis()
             s.start_sandbox("sandbox-a")
             s.start_sandbox("sandbox-b")

@@ -1,42 +1,36 @@
 """The processes a benchmark runs against, all on 127.0.0.1 and all stopped at
-the end: redis-server, sandbox acquirers, router instances, the baseline proxy."""
+the end: redis-server, PostgreSQL, sandbox acquirers, router instances, the
+drainer, the baseline proxy."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import hashlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import psutil
 import yaml
 
+from router.known_keys import DEMO_API_KEY
+from tests.procs.net import free_port, wait_port
+from tests.procs.postgres import PostgresProcess
+from tests.procs.redis import ReplicatedRedis
+
 ROOT = Path(__file__).resolve().parents[1]
-DEMO_KEY = "sk_test_demo"
-DEMO_KEY_SHA = "5d48f1024f38b44ad9ddc03dc12b2a8287c7ec690065dcef384cb1fd1753626d"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_port(port: int, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
+DEMO_KEY = DEMO_API_KEY
+DEMO_KEY_SHA = hashlib.sha256(DEMO_KEY.encode()).hexdigest()
+#: every router of one benchmark run derives ids with the same secret
+ID_SECRET_ENV = {"PAYROUTER_ID_SECRET": "benchmark-id-secret-0123456789"}
+ADMIN_KEY = "benchmark-admin-key-0123"
+ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 
 
 class Proc:
@@ -53,9 +47,10 @@ class Proc:
                 cwd=ROOT,
                 stdout=out,
                 stderr=out,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                env={**os.environ, "PYTHONUNBUFFERED": "1", **ID_SECRET_ENV},
             )
-        wait_port(self.port)
+        if self.port:  # 0: a process that listens on nothing (the drainer)
+            wait_port(self.port)
         return self
 
     def cpu_seconds(self) -> float:
@@ -63,7 +58,7 @@ class Proc:
             return 0.0
         try:
             proc = psutil.Process(self.popen.pid)
-            total = sum(proc.cpu_times()[:2])
+            total: float = sum(proc.cpu_times()[:2])
             for child in proc.children(recursive=True):
                 with contextlib.suppress(psutil.Error):
                     total += sum(child.cpu_times()[:2])
@@ -81,9 +76,34 @@ class Proc:
         self.popen.kill()
         self.popen.wait(10)
 
+    def pin(self, cpus: set[int]) -> None:
+        """Run on these CPUs only (children too: a router's workers)."""
+        if self.popen is None or self.popen.poll() is not None:
+            return
+        with contextlib.suppress(psutil.Error):
+            proc = psutil.Process(self.popen.pid)
+            for one in (proc, *proc.children(recursive=True)):
+                one.cpu_affinity(sorted(cpus))
+
+    def pause(self) -> None:
+        """SIGSTOP: alive and silent (a long GC pause, a frozen VM), children too."""
+        self._signal_tree(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self._signal_tree(signal.SIGCONT)
+
+    def _signal_tree(self, signum: int) -> None:
+        if self.popen is None or self.popen.poll() is not None:
+            return
+        with contextlib.suppress(psutil.Error):
+            for child in psutil.Process(self.popen.pid).children(recursive=True):
+                child.send_signal(signum)
+        self.popen.send_signal(signum)
+
     def stop(self) -> None:
         if self.popen is None or self.popen.poll() is not None:
             return
+        self.popen.send_signal(signal.SIGCONT)  # a paused process cannot hear SIGTERM
         self.popen.send_signal(signal.SIGTERM)
         try:
             self.popen.wait(10)
@@ -91,13 +111,25 @@ class Proc:
             self.kill()
 
 
+def cpu_split() -> tuple[set[int], set[int]] | None:
+    """(hot, rest): the last CPU for the process under measurement, the others
+    for everything that feeds or serves it; None with a single CPU."""
+    cpus = sorted(os.sched_getaffinity(0))
+    return ({cpus[-1]}, set(cpus[:-1])) if len(cpus) > 1 else None
+
+
 class Stack:
     def __init__(self, workdir: Path) -> None:
+        self._affinity = os.sched_getaffinity(0)  # put back by close()
         self.workdir = workdir
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.procs: list[Proc] = []
         self.redis: Proc | None = None
+        #: primary + replica + sentinels, for the failover scenarios
+        self.replicated: ReplicatedRedis | None = None
         self.sandboxes: dict[str, Proc] = {}
+        #: the system of record, for the scenarios that keep one
+        self.postgres: PostgresProcess | None = None
 
     def _py(self, *args: str) -> list[str]:
         return [sys.executable, *args]
@@ -135,10 +167,46 @@ class Stack:
         self.procs.append(self.redis)
         return self.redis
 
+    async def start_replicated_redis(self) -> ReplicatedRedis:
+        data = self.workdir / "replicated"
+        shutil.rmtree(data, ignore_errors=True)
+        self.replicated = ReplicatedRedis(data)
+        await self.replicated.start()
+        return self.replicated
+
+    @property
+    def redis_url(self) -> str:
+        if self.replicated is not None:
+            return self.replicated.url
+        assert self.redis is not None
+        return f"redis://127.0.0.1:{self.redis.port}/0"
+
     def restart_redis(self) -> None:
         assert self.redis is not None
         self.redis.kill()
         self.redis.start()
+
+    async def start_postgres(self) -> PostgresProcess:
+        from router.ledger.postgres.migrate import migrate_url
+
+        data = self.workdir / "postgres"
+        shutil.rmtree(data, ignore_errors=True)
+        self.postgres = PostgresProcess(data)
+        await asyncio.to_thread(self.postgres.start)
+        await migrate_url(self.postgres.url)
+        return self.postgres
+
+    def pin_all(self, hot: list[Proc], hot_cpus: set[int], rest_cpus: set[int]) -> None:
+        """``hot`` on ``hot_cpus``; every other process of the stack, PostgreSQL
+        and this process (the load generator) on ``rest_cpus``."""
+        for proc in self.procs:
+            proc.pin(hot_cpus if proc in hot else rest_cpus)
+        if self.postgres is not None and self.postgres.proc is not None:
+            with contextlib.suppress(psutil.Error):
+                server = psutil.Process(self.postgres.proc.pid)
+                for one in (server, *server.children(recursive=True)):
+                    one.cpu_affinity(sorted(rest_cpus))
+        os.sched_setaffinity(0, rest_cpus)
 
     def start_sandbox(self, name: str) -> Proc:
         port = free_port()
@@ -152,11 +220,22 @@ class Stack:
         self.procs.append(proc)
         return proc
 
-    def router_config(self, **routing: Any) -> Path:
-        assert self.redis is not None
-        config = {
+    def router_config(
+        self,
+        store: dict[str, Any] | None = None,
+        payments: dict[str, Any] | None = None,
+        ledger: dict[str, Any] | None = None,
+        **routing: Any,
+    ) -> Path:
+        """``ledger``: the system of record's settings (on this stack's PostgreSQL)."""
+        config: dict[str, Any] = {
             "server": {"watch_config_s": 0},
-            "store": {"kind": "redis", "url": f"redis://127.0.0.1:{self.redis.port}/0"},
+            "store": {
+                "kind": "redis",
+                "url": self.redis_url,
+                "id_secret": {"env": "PAYROUTER_ID_SECRET"},
+                **(store or {}),
+            },
             "callers": {"demo": {"api_key_sha256": [DEMO_KEY_SHA]}},
             "acquirers": {
                 name: {
@@ -168,9 +247,18 @@ class Stack:
                 for name, p in self.sandboxes.items()
             },
             "routing": {"default": list(self.sandboxes), **routing},
-            "payments": {"deadline_s": 4, "lease_s": 3, "same_acquirer_replays": 2},
+            "payments": {
+                "deadline_s": 4,
+                "lease_s": 3,
+                "same_acquirer_replays": 2,
+                **(payments or {}),
+            },
             "reconciler": {"interval_s": 0.5, "first_check_s": 0.5, "not_found_grace_s": 3},
+            "admin": {"api_key_sha256": [hashlib.sha256(ADMIN_KEY.encode()).hexdigest()]},
         }
+        if ledger is not None:
+            assert self.postgres is not None
+            config["ledger"] = {"kind": "postgres", "url": self.postgres.url, **ledger}
         path = self.workdir / f"router-{len(self.procs)}.yaml"
         path.write_text(yaml.safe_dump(config))
         return path
@@ -181,6 +269,13 @@ class Stack:
         if workers > 1:
             args += ["--workers", str(workers)]
         proc = Proc(f"router-{port}", args, port, self.workdir / f"router-{port}.log").start()
+        self.procs.append(proc)
+        return proc
+
+    def start_drainer(self, config: Path) -> Proc:
+        """``payrouter drain``: listens on nothing."""
+        args = self._py("-m", "router.cli", "drain", "--config", str(config))
+        proc = Proc("drainer", args, 0, self.workdir / f"drainer-{len(self.procs)}.log").start()
         self.procs.append(proc)
         return proc
 
@@ -211,16 +306,21 @@ class Stack:
         if proc in self.procs:
             self.procs.remove(proc)
 
-    def close(self) -> None:
+    async def close(self) -> None:
+        os.sched_setaffinity(0, self._affinity)
         for proc in reversed(self.procs):
-            proc.stop()
+            await asyncio.to_thread(proc.stop)
         self.procs.clear()
+        if self.replicated is not None:
+            await self.replicated.close()
+        if self.postgres is not None:
+            await asyncio.to_thread(self.postgres.stop)
 
 
-@contextlib.contextmanager
-def stack(workdir: Path) -> Iterator[Stack]:
+@contextlib.asynccontextmanager
+async def stack(workdir: Path) -> AsyncIterator[Stack]:
     running = Stack(workdir)
     try:
         yield running
     finally:
-        running.close()
+        await running.close()

@@ -5,14 +5,32 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
-import ssl
 import sys
 from pathlib import Path
 
-from aiohttp import web
+import orjson
+import yaml
+from pydantic import TypeAdapter, ValidationError
 
+from adapters.sandbox.faults import FaultRule
+from adapters.sandbox.server import SandboxServer
 from router.config import DEMO_CONFIG, ConfigError, load_config
+from router.http.app import create_app
+from router.http.ops import metrics_app
+from router.http.server import Listen, listener_tls, serve
+from router.ledger.export import moment, write_csv
+from router.ledger.postgres.ledger import PostgresLedger
+from router.ledger.postgres.migrate import migrate_url
+from router.ledger.protocol import LedgerUnavailable, SchemaNotCurrent
+from router.ops.drain import DRAINER_NICENESS, run_drainer
+from router.ops.workers import check_shareable, supervise
+from router.payments.records import now_ms
+from router.routing.explain import explain, render
+from router.store.redis.store import RedisStore
+from router.telemetry import logs
+from router.webhooks.queue import RedisDeliveryQueue
 
 
 def _uvloop() -> None:
@@ -24,14 +42,10 @@ def _uvloop() -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from router.app import create_app
-
     config = load_config(args.config)
     host = args.host or config.server.host
     port = args.port if args.port is not None else config.server.port
     if args.workers > 1:
-        from router.workers import check_shareable, supervise
-
         problems = check_shareable(config)
         if problems:
             for problem in problems:
@@ -42,29 +56,16 @@ def _serve(args: argparse.Namespace) -> int:
     _uvloop()
     tls = None
     if config.server.tls is not None:
-        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        tls.load_cert_chain(config.server.tls.cert_file, config.server.tls.key_file)
+        tls = listener_tls(config.server.tls.cert_file, config.server.tls.key_file)
     scheme = "https" if tls else "http"
     print(f"payrouter listening on {scheme}://{host}:{port}  (config: {args.config})", flush=True)
-    web.run_app(
-        create_app(config, config_path=str(args.config)),
-        host=host,
-        port=port,
-        ssl_context=tls,
-        print=None,
-        access_log=None,
-        reuse_port=args.worker or None,
-    )
+    app = create_app(config, config_path=str(args.config))
+    listen = Listen(host, port, tls, reuse_port=args.worker)
+    asyncio.run(serve(app, config.server, listen, side=metrics_app(app)))
     return 0
 
 
 def _sandbox(args: argparse.Namespace) -> int:
-    import yaml
-    from pydantic import TypeAdapter, ValidationError
-
-    from adapters.sandbox.faults import FaultRule
-    from adapters.sandbox.server import SandboxServer
-
     faults: list[FaultRule] = []
     if args.faults is not None:
         try:
@@ -101,10 +102,6 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _explain(args: argparse.Namespace) -> int:
-    import orjson
-
-    from router.explain import explain, render
-
     config = load_config(args.config)
     try:
         payment = orjson.loads(args.payment.read_bytes())
@@ -114,7 +111,7 @@ def _explain(args: argparse.Namespace) -> int:
     if not isinstance(payment, dict):
         print(f"{args.payment}: the payment must be a JSON object", file=sys.stderr)
         return 2
-    plan, table = explain(config, payment)
+    plan, table, usable = explain(config, payment)
     if args.json:
         print(
             orjson.dumps(
@@ -123,19 +120,16 @@ def _explain(args: argparse.Namespace) -> int:
                     "balancer": plan.balancer,
                     "candidates": plan.candidates,
                     "notes": plan.notes,
+                    "eligibility": usable,
                 }
             ).decode()
         )
     else:
-        print(render(plan, table, payment))
+        print(render(plan, table, payment, usable))
     return 0
 
 
 def _redeliver(args: argparse.Namespace) -> int:
-    from router.idempotency.redis_store import RedisStore
-    from router.records import now_ms
-    from router.webhooks.outbox import RedisOutbox
-
     config = load_config(args.config)
     if config.store.kind != "redis":
         print(
@@ -144,9 +138,10 @@ def _redeliver(args: argparse.Namespace) -> int:
         return 2
 
     async def run() -> int:
-        store = RedisStore.from_config(config.store)
+        assert config.store.url is not None
+        store = RedisStore.from_url(config.store.url, config.store.ttl_s * 1000)
         try:
-            outbox = RedisOutbox(store.client)
+            outbox = RedisDeliveryQueue(store.client)
             if args.list:
                 for entry_id, delivery, reason in await outbox.dead_letters(1000):
                     print(
@@ -161,6 +156,65 @@ def _redeliver(args: argparse.Namespace) -> int:
             await store.close()
 
     return asyncio.run(run())
+
+
+def _postgres_config(path: Path) -> tuple[str, str | None] | None:
+    config = load_config(path)
+    ledger = config.ledger
+    if ledger is None or ledger.kind != "postgres" or ledger.url is None:
+        print(f"{path}: ledger.kind must be postgres for this command", file=sys.stderr)
+        return None
+    return ledger.url, ledger.password.get() if ledger.password else None
+
+
+def _db_migrate(args: argparse.Namespace) -> int:
+    target = _postgres_config(args.config)
+    if target is None:
+        return 2
+    applied = asyncio.run(migrate_url(*target))
+    print("applied: " + ", ".join(applied) if applied else "the schema is current")
+    return 0
+
+
+def _ledger_export(args: argparse.Namespace) -> int:
+    target = _postgres_config(args.config)
+    if target is None:
+        return 2
+    try:
+        from_ms = moment(args.from_)
+        to_ms = moment(args.to, end_of_day=True)
+    except ValueError:
+        print("--from and --to take YYYY-MM-DD or an ISO 8601 time", file=sys.stderr)
+        return 2
+
+    async def run() -> int:
+        ledger = await PostgresLedger.connect(target[0], password=target[1])
+        try:
+            await ledger.check_schema()
+            if args.output is None:
+                return await write_csv(ledger, sys.stdout, from_ms, to_ms, args.acquirer)
+            with args.output.open("w", encoding="utf-8", newline="") as out:
+                return await write_csv(ledger, out, from_ms, to_ms, args.acquirer)
+        finally:
+            await ledger.close()
+
+    count = asyncio.run(run())
+    print(f"{count} movements", file=sys.stderr)
+    return 0
+
+
+def _drain(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    if config.ledger is None or config.ledger.kind != "postgres" or config.store.kind != "redis":
+        print(
+            f"{args.config}: an external drainer needs store.kind redis and ledger.kind postgres",
+            file=sys.stderr,
+        )
+        return 2
+    _uvloop()
+    os.nice(DRAINER_NICENESS)  # background work: where it shares CPUs, routers come first
+    asyncio.run(run_drainer(config))
+    return 0
 
 
 def parser() -> argparse.ArgumentParser:
@@ -209,14 +263,36 @@ def parser() -> argparse.ArgumentParser:
     redeliver.add_argument("--list", action="store_true", help="only list the dead letters")
     redeliver.add_argument("ids", nargs="*")
     redeliver.set_defaults(func=_redeliver)
+
+    db = sub.add_parser("db", help="the system of record's database")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    migrate = db_sub.add_parser("migrate", help="apply the schema migrations that are missing")
+    migrate.add_argument("--config", type=Path, required=True)
+    migrate.set_defaults(func=_db_migrate)
+
+    ledger = sub.add_parser("ledger", help="the system of record")
+    ledger_sub = ledger.add_subparsers(dest="ledger_command", required=True)
+    export = ledger_sub.add_parser(
+        "export", help="money movements as CSV (authorizations, captures, voids, refunds)"
+    )
+    export.add_argument("--config", type=Path, required=True)
+    export.add_argument("--from", dest="from_", required=True, help="YYYY-MM-DD or ISO time")
+    export.add_argument("--to", required=True, help="YYYY-MM-DD (included) or ISO time")
+    export.add_argument("--acquirer", help="only this acquirer's movements")
+    export.add_argument("--output", type=Path, help="file to write (default: standard output)")
+    export.set_defaults(func=_ledger_export)
+
+    drain = sub.add_parser(
+        "drain", help="run the outbox drainer on its own (ledger.drain: external)"
+    )
+    drain.add_argument("--config", type=Path, required=True)
+    drain.set_defaults(func=_drain)
     return top
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    if args.command in ("serve", "sandbox"):
-        from router import logs
-
+    if args.command in ("serve", "sandbox", "drain"):
         logs.configure()  # services log JSON lines; the tools below talk to people
     else:
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
@@ -225,6 +301,12 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(exc.report(), file=sys.stderr)
         return 2
+    except SchemaNotCurrent as exc:
+        print(f"{getattr(args, 'config', '')}: {exc}", file=sys.stderr)
+        return 2
+    except LedgerUnavailable as exc:
+        print(f"the system of record did not answer: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,8 +1,11 @@
 """Configuration: YAML validated by pydantic, secrets only from the environment.
 
 A secret field in the YAML is written ``{env: NAME}``; a literal value there is
-refused, so a config file can be committed and shared without leaking keys.
-Every error names the file, the dotted path inside it and the reason.
+refused, so a config file can be committed and shared without leaking keys,
+and an empty or short value is refused naming the field.  Each acquirer's
+section is validated by the settings model of its ``kind`` (see
+``adapters/registry.py``).  Every error names the file, the dotted path inside
+it and the reason.
 """
 
 from __future__ import annotations
@@ -15,37 +18,26 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
+    IPvAnyNetwork,
     ValidationError,
     field_validator,
     model_validator,
 )
 
-from adapters.sandbox.faults import FaultRule
+from adapters.forwarding import VaultSettings
+from adapters.registry import CONNECTORS, AnySettings
+from adapters.settings import EnvSecret, SigningKey
+from router.known_keys import is_known_key_hash
+from router.routing.rules import RoutingConfig
 
 DEMO_CONFIG = Path(__file__).resolve().parent.parent / "config" / "demo.yaml"
 
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class EnvSecret(Strict):
-    """``{env: NAME}``: resolved when the config is loaded, never stored in it."""
-
-    env: Annotated[str, Field(pattern=r"^[A-Z_][A-Z0-9_]*$")]
-    value: str = Field("", exclude=True, repr=False)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_literals(cls, data: Any) -> Any:
-        if not isinstance(data, dict):
-            raise ValueError("secrets are never written in the file: use {env: VARIABLE_NAME}")
-        return data
-
-    def get(self) -> str:
-        return self.value
 
 
 def _resolve_secrets(data: Any, environ: dict[str, str] | os._Environ[str], path: str) -> Any:
@@ -72,6 +64,34 @@ class TlsListener(Strict):
     key_file: str
 
 
+def _hash_from_env(value: Any) -> Any:
+    """A key hash may come from the environment like a secret (``{env: NAME}``),
+    so deployment files need not carry any."""
+    if isinstance(value, dict) and set(value) == {"env", "value"}:
+        return value["value"]
+    return value
+
+
+KeyHash = Annotated[
+    str,
+    BeforeValidator(_hash_from_env),
+    Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the key, or {env: NAME} holding it"),
+]
+
+
+class MetricsEndpoint(Strict):
+    port: int | None = Field(
+        None, ge=1, le=65535, description="serve /metrics on this port only, not beside the API"
+    )
+    api_key_sha256: list[KeyHash] = Field(
+        default_factory=list, description="require Authorization: Bearer <key> for /metrics"
+    )
+
+    @property
+    def public_beside_api(self) -> bool:
+        return self.port is None and not self.api_key_sha256
+
+
 class ServerConfig(Strict):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
@@ -80,6 +100,35 @@ class ServerConfig(Strict):
     watch_config_s: float = Field(
         2.0, ge=0, le=3600, description="poll the config file for changes; 0 turns it off"
     )
+    header_timeout_s: float = Field(
+        10.0,
+        ge=0.5,
+        le=300,
+        description="a request line and its headers must arrive within this after the "
+        "connection opens or the previous answer; idle connections close after it too",
+    )
+    body_timeout_s: float = Field(
+        10.0, ge=0.5, le=300, description="a request body must arrive within this, else 408"
+    )
+    max_connections: int = Field(
+        1024, ge=1, le=100_000, description="beyond this, a new connection gets 503 and is closed"
+    )
+    trusted_proxies: list[IPvAnyNetwork] = Field(
+        default_factory=list,
+        description="X-Forwarded-For is believed only when the peer is one of these",
+    )
+    metrics: MetricsEndpoint = MetricsEndpoint()
+
+
+class Durability(Strict):
+    replicas: int = Field(
+        0,
+        ge=0,
+        le=16,
+        description="replicas that must acknowledge (WAIT) a journal write before money moves "
+        "and before answering; 0 trusts the primary's own persistence (AOF fsync always)",
+    )
+    timeout_ms: int = Field(500, ge=1, le=10_000, description="how long WAIT may take")
 
 
 class StoreConfig(Strict):
@@ -88,98 +137,51 @@ class StoreConfig(Strict):
         None, description="redis://, rediss://, redis+sentinel://, redis+cluster://"
     )
     password: EnvSecret | None = None
-    ttl_s: int = Field(24 * 3600, ge=60, le=30 * 24 * 3600)
+    id_secret: SigningKey | None = Field(
+        None,
+        description="keys the derivation of payment ids and acquirer idempotency keys; every "
+        "instance must share it (a memory store draws one when it starts)",
+    )
+    ttl_s: int = Field(
+        24 * 3600, ge=60, le=30 * 24 * 3600, description="idempotency window: keys expire after"
+    )
+    record_ttl_s: int = Field(
+        30 * 24 * 3600,
+        ge=3600,
+        le=400 * 24 * 3600,
+        description="payments and refunds not yet in the system of record stay this long",
+    )
+    hot_window_s: int = Field(
+        24 * 3600,
+        ge=60,
+        le=30 * 24 * 3600,
+        description="once in the system of record, records stay in the store this long",
+    )
     op_timeout_s: float = Field(1.0, gt=0, le=30)
+    durability: Durability = Durability()
+    failover_check_s: float = Field(
+        600.0,
+        ge=0,
+        le=86_400,
+        description="after a detected store failover or restart, for this long a new payment "
+        "is looked up at acquirers that can tell before it is sent anywhere",
+    )
 
     @model_validator(mode="after")
-    def _url_for_redis(self) -> StoreConfig:
+    def _redis_needs(self) -> StoreConfig:
         if self.kind == "redis" and not self.url:
             raise ValueError("store.url is required when kind is redis")
-        return self
-
-
-class Timeouts(Strict):
-    connect_s: float = Field(2.0, gt=0, le=60)
-    read_s: float = Field(10.0, gt=0, le=120)
-
-
-class HealthConfig(Strict):
-    interval_s: float = Field(2.0, gt=0, le=300)
-    timeout_s: float = Field(1.0, gt=0, le=60)
-    rise: int = Field(2, ge=1, le=20)
-    fall: int = Field(2, ge=1, le=20)
-    window_s: float = Field(30.0, gt=0, le=3600, description="passive outlier window")
-    min_requests: int = Field(10, ge=1)
-    max_error_rate: float = Field(0.5, gt=0, le=1)
-    ejection_s: float = Field(15.0, gt=0, le=3600)
-
-
-Counted = Literal["not_processed", "outcome_unknown", "integration_error"]
-
-
-def _all_counted() -> list[Counted]:
-    return ["not_processed", "outcome_unknown", "integration_error"]
-
-
-class BreakerConfig(Strict):
-    fail_max: int = Field(5, ge=1, le=1000)
-    reset_timeout_s: float = Field(10.0, gt=0, le=3600)
-    counted: list[Counted] = Field(
-        default_factory=_all_counted, description="failures that count toward opening"
-    )
-
-
-class AcquirerConfig(Strict):
-    kind: Literal["sandbox", "stripe", "adyen", "checkout"]
-    base_url: str | None = None
-    embedded: bool = False
-    faults: list[FaultRule] = Field(
-        default_factory=list, description="fault rules for an embedded sandbox"
-    )
-    api_key: EnvSecret | None = None
-    webhook_secret: EnvSecret | None = Field(
-        None, description="Stripe endpoint secret, Adyen HMAC key (hex), Checkout.com key"
-    )
-    merchant_account: str | None = Field(None, description="Adyen")
-    return_url: str | None = Field(None, description="Adyen: where shoppers return after 3DS")
-    timeouts: Timeouts = Timeouts()
-    ca_file: str | None = Field(None, description="trust this CA for the acquirer's TLS")
-    tls_verify: bool = Field(True, description="may be false only for a test-mode acquirer")
-    test_mode: bool = True
-    weight: int = Field(1, ge=0, le=1000, description="for the weighted balancer")
-    priority: int = Field(100, ge=0, le=10000, description="lower is tried first")
-    health: HealthConfig = HealthConfig()
-    breaker: BreakerConfig = BreakerConfig()
-
-    @model_validator(mode="after")
-    def _where(self) -> AcquirerConfig:
-        if self.embedded == bool(self.base_url):
-            raise ValueError("give exactly one of base_url or embedded: true")
-        if self.embedded and self.kind != "sandbox":
-            raise ValueError("only sandbox acquirers can be embedded")
-        if self.faults and not self.embedded:
-            raise ValueError("faults apply only to embedded sandbox acquirers")
-        if self.kind == "sandbox" and not self.test_mode:
-            raise ValueError("a sandbox acquirer is always test_mode: true")
-        if not self.tls_verify and not self.test_mode:
-            raise ValueError("TLS verification cannot be turned off for a live acquirer")
-        if self.base_url and not re.match(r"^https?://", self.base_url):
-            raise ValueError("base_url must start with http:// or https://")
-        if self.kind != "sandbox" and self.api_key is None:
-            raise ValueError(f"a {self.kind} acquirer needs api_key: {{env: NAME}}")
-        if self.kind == "adyen" and not (self.merchant_account and self.return_url):
-            raise ValueError("an adyen acquirer needs merchant_account and return_url")
-        if (
-            self.kind != "sandbox"
-            and not self.test_mode
-            and not (self.base_url or "").startswith("https://")
-        ):
-            raise ValueError("a live acquirer must be reached over https://")
+        if self.kind == "redis" and self.id_secret is None:
+            raise ValueError(
+                "store.id_secret is required when kind is redis: every instance must "
+                "derive the same ids ({env: NAME})"
+            )
+        if self.durability.replicas and self.durability.timeout_ms >= self.op_timeout_s * 1000:
+            raise ValueError("store.durability.timeout_ms must be below store.op_timeout_s")
         return self
 
 
 Scope = Literal["payments:write", "payments:read", "refunds:write", "admin"]
-KeyHash = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the key")]
 
 
 def _caller_scopes() -> list[Scope]:
@@ -196,6 +198,9 @@ class CallerKey(Strict):
 
 class CallerConfig(Strict):
     keys: list[CallerKey] = Field(min_length=1)
+    allow_from: list[IPvAnyNetwork] | None = Field(
+        None, description="CIDRs this caller may call from (default: anywhere)"
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -210,78 +215,16 @@ class CallerConfig(Strict):
         return data
 
 
-Balancer = Literal["priority", "weighted", "least_latency", "success_rate"]
-
-
-class AmountRange(Strict):
-    min: int | None = Field(None, ge=0)
-    max: int | None = Field(None, ge=0)
-
-    @model_validator(mode="after")
-    def _ordered(self) -> AmountRange:
-        if self.min is not None and self.max is not None and self.min > self.max:
-            raise ValueError("amount.min is above amount.max")
-        return self
-
-
-class BinRange(Strict):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-    start: Annotated[str, Field(alias="from", pattern=r"^[0-9]{6,8}$")]
-    end: Annotated[str, Field(alias="to", pattern=r"^[0-9]{6,8}$")]
-
-    @model_validator(mode="after")
-    def _ordered(self) -> BinRange:
-        if len(self.start) != len(self.end) or self.start > self.end:
-            raise ValueError("a BIN range needs from <= to, of the same length")
-        return self
-
-    def contains(self, bin_: str) -> bool:
-        prefix = bin_[: len(self.start)]
-        return len(prefix) == len(self.start) and self.start <= prefix <= self.end
-
-
-class RuleMatch(Strict):
-    """Every given condition must hold; an omitted one matches anything."""
-
-    currency: list[str] | None = None
-    amount: AmountRange | None = None
-    card_brand: list[str] | None = None
-    bin: list[BinRange] | None = None
-    country: list[str] | None = None
-    caller: list[str] | None = None
-    payment_method: list[str] | None = Field(None, description="glob patterns on the token")
-
-
-class RoutingRule(Strict):
-    name: Annotated[str, Field(pattern=r"^[a-zA-Z0-9_.-]{1,64}$")]
-    match: RuleMatch = RuleMatch()
-    pool: list[str] = Field(min_length=1)
-    balancer: Balancer | None = None
-    fallback: list[str] = Field(default_factory=list, description="tried after the pool")
-
-
-class RoutingConfig(Strict):
-    rules: list[RoutingRule] = Field(default_factory=list, description="first match wins")
-    default: list[str] = Field(min_length=1, description="pool when no rule matches")
-    balancer: Balancer = "priority"
-    soft_decline_codes: list[str] = Field(
-        default_factory=list, description="declines worth one more try at another acquirer"
-    )
-    max_soft_decline_retries: int = Field(1, ge=0, le=3)
-    panic_threshold: float = Field(
-        0.5, ge=0, le=1, description="below this healthy share, health is ignored"
-    )
-    exploration: float = Field(0.05, ge=0, le=1, description="success_rate balancer")
-
-
 class AdminConfig(Strict):
-    api_key_sha256: list[Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]] = Field(min_length=1)
+    api_key_sha256: list[KeyHash] = Field(min_length=1)
+    allow_from: list[IPvAnyNetwork] | None = Field(
+        None, description="CIDRs the admin API may be called from (default: anywhere)"
+    )
 
 
 class SubscriberConfig(Strict):
     url: Annotated[str, Field(pattern=r"^https?://")]
-    secret: EnvSecret
+    secret: SigningKey
     events: list[str] = Field(
         default_factory=lambda: ["*"], description="globs: payment.*, refund.succeeded"
     )
@@ -303,7 +246,7 @@ class PaymentsConfig(Strict):
     same_acquirer_replays: int = Field(2, ge=0, le=10)
     lease_s: float = Field(
         15.0,
-        ge=1,
+        ge=0.2,
         le=600,
         description="renewed every lease_s/3 while the owner lives; after a crash, retries "
         "take over within one lease",
@@ -314,6 +257,13 @@ class ReconcilerConfig(Strict):
     interval_s: float = Field(5.0, gt=0, le=3600)
     first_check_s: float = Field(2.0, ge=0, le=3600)
     max_backoff_s: float = Field(300.0, gt=0, le=86400)
+    pending_expiry_s: float = Field(
+        86_400.0,
+        ge=1,
+        le=30 * 86_400,
+        description="a payment still waiting for the shopper (3-D Secure) after this is given "
+        "up at acquirers that can cancel it; at others it waits for their webhook",
+    )
     not_found_grace_s: float = Field(
         120.0,
         ge=0,
@@ -323,18 +273,57 @@ class ReconcilerConfig(Strict):
     )
 
 
+class LedgerConfig(Strict):
+    """The system of record: every payment and refund for its whole life."""
+
+    kind: Literal["memory", "postgres"] = Field(
+        description="postgres; memory keeps it in the process (the demo, one instance)"
+    )
+    url: str | None = Field(None, description="postgresql://user@host:5432/db")
+    password: EnvSecret | None = None
+    pool_size: int = Field(4, ge=1, le=100)
+    timeout_s: float = Field(5.0, gt=0, le=60, description="connect and per-statement bound")
+    retention_days: int = Field(
+        7 * 365, ge=1, le=100 * 365, description="settled payments are forgotten after this"
+    )
+    drain: Literal["embedded", "external"] = Field(
+        "embedded",
+        description="embedded: the router drains the outbox; external: `payrouter drain` does",
+    )
+    batch: int = Field(500, ge=1, le=10_000, description="record versions per transaction")
+    claim_idle_s: float = Field(
+        30.0, ge=0.5, le=3600, description="take over a batch a dead drainer held this long"
+    )
+
+    @model_validator(mode="after")
+    def _where(self) -> LedgerConfig:
+        if self.kind == "postgres" and not (self.url or "").startswith(
+            ("postgresql://", "postgres://")
+        ):
+            raise ValueError("ledger.url must be a postgresql:// URL when kind is postgres")
+        if self.kind == "memory" and self.drain == "external":
+            raise ValueError("a memory ledger lives in the router: it cannot be drained outside")
+        return self
+
+
 class Config(Strict):
     server: ServerConfig = ServerConfig()
     store: StoreConfig = StoreConfig()
     callers: dict[str, CallerConfig] = Field(min_length=1)
-    acquirers: dict[str, AcquirerConfig] = Field(min_length=1)
+    acquirers: dict[str, AnySettings] = Field(min_length=1)
     routing: RoutingConfig
     payments: PaymentsConfig = PaymentsConfig()
     reconciler: ReconcilerConfig = ReconcilerConfig()
     admin: AdminConfig | None = None
     webhooks: WebhooksConfig = WebhooksConfig()
+    ledger: LedgerConfig | None = Field(
+        None, description="the system of record; without one, records live store.record_ttl_s"
+    )
+    vaults: dict[str, VaultSettings] = Field(
+        default_factory=dict, description="card vaults that forward card requests to acquirers"
+    )
 
-    @field_validator("acquirers", "callers")
+    @field_validator("acquirers", "callers", "vaults")
     @classmethod
     def _names(cls, value: dict[str, Any]) -> dict[str, Any]:
         for name in value:
@@ -357,6 +346,61 @@ class Config(Strict):
                     raise ValueError(f"routing rule {rule.name!r} names unknown acquirer {name!r}")
         return self
 
+    @model_validator(mode="after")
+    def _vault_destinations(self) -> Config:
+        for name, vault in self.vaults.items():
+            for acquirer in vault.acquirers:
+                if acquirer not in self.acquirers:
+                    raise ValueError(f"vaults.{name}.acquirers names unknown acquirer {acquirer!r}")
+        return self
+
+    @model_validator(mode="after")
+    def _ledger_fits_the_store(self) -> Config:
+        if self.ledger and self.ledger.kind == "memory" and self.store.kind == "redis":
+            raise ValueError(
+                "ledger.kind memory forgets everything when the process stops; with a shared "
+                "Redis store use kind: postgres"
+            )
+        return self
+
+    @property
+    def live(self) -> bool:
+        """Real money can move: a live acquirer or a live caller key exists."""
+        return any(not a.test_mode for a in self.acquirers.values()) or any(
+            key.mode == "live" for caller in self.callers.values() for key in caller.keys
+        )
+
+    def key_hashes(self) -> list[tuple[str, str]]:
+        """Every accepted key hash with the path that names it."""
+        found = [
+            (f"callers.{name}.keys[{i}].sha256", key.sha256)
+            for name, caller in self.callers.items()
+            for i, key in enumerate(caller.keys)
+        ]
+        admin = self.admin.api_key_sha256 if self.admin else []
+        found += [(f"admin.api_key_sha256[{i}]", h) for i, h in enumerate(admin)]
+        metrics = self.server.metrics.api_key_sha256
+        return found + [(f"server.metrics.api_key_sha256[{i}]", h) for i, h in enumerate(metrics)]
+
+    @model_validator(mode="after")
+    def _safe_for_live(self) -> Config:
+        """A live config may not open with a key everybody knows, nor show its
+        metrics to whoever can reach the API."""
+        if not self.live:
+            return self
+        for path, sha256 in self.key_hashes():
+            if is_known_key_hash(sha256):
+                raise ValueError(
+                    f"{path}: a live config may not accept a known key (the demo's or a "
+                    "common word); make a new random key"
+                )
+        if self.server.metrics.public_beside_api:
+            raise ValueError(
+                "server.metrics: a live config may not serve /metrics publicly beside the "
+                "API; give server.metrics.port or server.metrics.api_key_sha256"
+            )
+        return self
+
 
 class ConfigError(Exception):
     """Carries (path, reason) pairs; str() is the human report."""
@@ -372,7 +416,9 @@ class ConfigError(Exception):
 
 def _loc(loc: tuple[int | str, ...]) -> str:
     out = ""
-    for part in loc:
+    for index, part in enumerate(loc):
+        if index == 2 and loc[0] == "acquirers" and part in CONNECTORS:
+            continue  # pydantic's name for the union member, not a place in the file
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out
 

@@ -1,54 +1,44 @@
-"""Everything one request needs, in one object the handlers pass along.
+"""Everything one request needs, in one object the payment flows are given.
 
 A config reload builds a new Runtime and swaps it into the holder in one
 assignment; a request takes ``holder.current`` once when it starts and keeps
 that object to the end, so in-flight requests finish on the config they began
-with.  Tests build a Runtime directly and call the orchestrator without HTTP.
+with.  Tests build a Runtime directly (see tests/payments) and call the
+payment flows without HTTP.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from router.acquirers import Acquirer
 from router.config import Config
-from router.idempotency.protocol import Store, mutate_payment, mutate_refund
-from router.metrics import Metrics
-from router.records import PaymentRecord, RefundRecord
-from router.routing import RoutingTable
-from router.webhooks.outbound import Publisher
+from router.ledger.protocol import Ledger
+from router.payments.steps import NO_HOOKS, Hooks
+from router.routing.acquirers import Acquirer
+from router.routing.table import RoutingTable
+from router.store.ids import Ids
+from router.store.protocol import Outbox, Store
+from router.telemetry.metrics import Metrics
 
 
-@dataclass
+@dataclass(frozen=True)
 class Runtime:
     config: Config
     store: Store
-    acquirers: dict[str, Acquirer]
+    outbox: Outbox
+    acquirers: Mapping[str, Acquirer]
     routing: RoutingTable
-    version: str = "initial"
-    publisher: Publisher | None = None
+    ids: Ids
     metrics: Metrics = field(default_factory=Metrics)
+    hooks: Hooks = NO_HOOKS
+    #: the system of record; None: records live store.record_ttl_s in the store only
+    ledger: Ledger | None = None
+    version: str = "initial"
 
     @property
     def lease_ms(self) -> int:
         return int(self.config.payments.lease_s * 1000)
-
-    async def update_payment(
-        self,
-        payment_id: str,
-        change: Callable[[PaymentRecord], PaymentRecord | None],
-        current: PaymentRecord | None = None,
-    ) -> PaymentRecord:
-        """Every payment change goes through here, so every state change is published."""
-        observer = self.publisher.payment_changed if self.publisher else None
-        return await mutate_payment(self.store, payment_id, change, observer, current)
-
-    async def update_refund(
-        self, refund_id: str, change: Callable[[RefundRecord], RefundRecord | None]
-    ) -> RefundRecord:
-        observer = self.publisher.refund_changed if self.publisher else None
-        return await mutate_refund(self.store, refund_id, change, observer)
 
 
 @dataclass

@@ -1,56 +1,65 @@
-"""Adapter for the sandbox acquirer's JSON wire format."""
+"""Adapter for the sandbox acquirer's JSON wire format.
+
+Status contract (the one map of it):
+* 200/201/402: the body's ``status`` decides (STATUS_MAP).
+* 401/403: our credentials are wrong.  400/404/422: our request is wrong.
+* 429, or 503 with ``Transient-Error: true``: not processed.
+* 409 (our key still running there), 500, 502, 504, anything else: unknown.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-import aiohttp
 import orjson
 
 from adapters.base import (
     AcquirerResult,
     Adapter,
     FollowOnOrder,
-    HttpReply,
-    IntegrationError,
-    NotProcessed,
-    OutcomeUnknown,
+    NextAction,
     PaymentOrder,
     ResultStatus,
     StatusQuery,
-    Timeouts,
 )
+from adapters.credentials import AcquirerToken, Credential, NetworkToken, VaultCard
+from adapters.declines import DeclineCode, normalize
+from adapters.errors import IntegrationError, NotProcessed, OutcomeUnknown
+from adapters.forwarding import card_fields
 from adapters.sandbox.server import NOT_PROCESSED_HEADER
+from adapters.transport import HttpReply
 
-#: the sandbox's charge / refund statuses -> our result status (the one status map)
-STATUS_MAP: dict[str, ResultStatus] = {
-    "authorized": ResultStatus.APPROVED,
-    "captured": ResultStatus.APPROVED,
-    "voided": ResultStatus.APPROVED,
-    "succeeded": ResultStatus.APPROVED,
-    "declined": ResultStatus.DECLINED,
-    "pending": ResultStatus.PENDING,
+A, D, P = ResultStatus.APPROVED, ResultStatus.DECLINED, ResultStatus.PENDING
+
+#: the sandbox's charge / refund statuses -> (result, funds captured?)
+STATUS_MAP: dict[str, tuple[ResultStatus, bool | None]] = {
+    "authorized": (A, False),
+    "captured": (A, True),
+    "voided": (A, None),
+    "succeeded": (A, None),
+    "declined": (D, None),
+    "pending": (P, None),
 }
+
+#: the sandbox already speaks the normalized vocabulary; older codes map here
+DECLINES: dict[str, DeclineCode] = {"refused": DeclineCode.DO_NOT_HONOR}
 
 
 class SandboxAdapter(Adapter):
     kind = "sandbox"
+    takes = frozenset({AcquirerToken, VaultCard, NetworkToken})
     status_is_authoritative = True  # the sandbox stores a key before processing it
+    finds_creates = True
 
-    def __init__(
-        self,
-        name: str,
-        session: aiohttp.ClientSession,
-        base_url: str,
-        timeouts: Timeouts | None = None,
-        api_key: str | None = None,
-    ) -> None:
-        super().__init__(name, session, base_url, timeouts)
-        self._auth = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    def _auth(self) -> dict[str, str]:
+        key = self.settings.api_key
+        return {"Authorization": f"Bearer {key.get()}"} if key else {}
 
-    async def _post(self, path: str, body: dict[str, Any], key: str) -> AcquirerResult:
+    async def _post(
+        self, path: str, body: dict[str, Any], key: str, card: VaultCard | None = None
+    ) -> AcquirerResult:
         reply = await self.request(
-            "POST", path, json=body, headers={**self._auth, "Idempotency-Key": key}
+            "POST", path, json=body, headers={**self._auth(), "Idempotency-Key": key}, card=card
         )
         return self._result(reply)
 
@@ -69,41 +78,73 @@ class SandboxAdapter(Adapter):
             raise IntegrationError(
                 self.name, f"http_{status}", reply.body[:200].decode("utf8", "replace")
             )
-        # 409 (our key still running there), 500, 502, 504, anything else
         raise OutcomeUnknown(self.name, f"http_{status}")
 
     def _parse_body(self, body: Any) -> AcquirerResult:
-        try:
-            raw = str(body["status"])
-            mapped = STATUS_MAP[raw]
-        except (KeyError, TypeError) as exc:
-            raise OutcomeUnknown(self.name, "unexpected_body", repr(body)[:200]) from exc
+        if not isinstance(body, dict) or str(body.get("status")) not in STATUS_MAP:
+            raise OutcomeUnknown(self.name, "unexpected_body", repr(body)[:200])
+        mapped, captured = STATUS_MAP[str(body["status"])]
+        redirect = body.get("redirect_url")
+        ntid = body.get("network_transaction_id")
         return AcquirerResult(
             status=mapped,
             acquirer_reference=body.get("id") or body.get("charge_id"),
-            decline_code=body.get("decline_code"),
-            raw_status=raw,
-            redirect_url=body.get("redirect_url"),
+            decline=normalize(body.get("decline_code"), DECLINES) if mapped is D else None,
+            captured=captured,
+            next_action=NextAction("redirect", url=str(redirect)) if redirect else None,
+            network_transaction_id=ntid if isinstance(ntid, str) else None,
         )
 
     @staticmethod
-    def _create_body(order: PaymentOrder, capture: bool) -> dict[str, Any]:
+    def _method(credential: Credential) -> dict[str, Any]:
+        if isinstance(credential, AcquirerToken):
+            return {"payment_method": credential.token}
+        if isinstance(credential, NetworkToken):
+            return {
+                "network_token": {
+                    "number": credential.number,
+                    "exp_month": credential.expiry_month,
+                    "exp_year": credential.expiry_year,
+                    "cryptogram": credential.cryptogram,
+                    "eci": credential.eci,
+                }
+            }
+        fields = card_fields(credential)
         return {
-            "amount": order.amount,
-            "currency": order.currency,
-            "payment_method": order.payment_method,
-            "capture": capture,
-            "reference": order.payment_id,
+            "card": {
+                "number": fields.number,
+                "exp_month": fields.expiry_month_int,
+                "exp_year": fields.expiry_year_int,
+                "cvc": fields.cvc,
+                "name": fields.holder,
+            }
         }
 
-    async def authorize(self, order: PaymentOrder) -> AcquirerResult:
-        return await self._post(
-            "/v1/charges", self._create_body(order, False), order.idempotency_key
-        )
+    @classmethod
+    def create_body(cls, order: PaymentOrder) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "amount": order.amount,
+            "currency": order.currency,
+            **cls._method(order.credential),
+            "capture": order.capture,
+            "reference": order.payment_id,
+        }
+        if order.return_url:
+            body["return_url"] = order.return_url
+        stored = order.stored_credential
+        if stored is not None:
+            body["stored_credential"] = {
+                "initiator": str(stored.initiator),
+                "usage": str(stored.usage),
+                "sequence": str(stored.sequence) if stored.sequence else None,
+                "network_transaction_id": stored.network_transaction_id,
+            }
+        return body
 
-    async def sale(self, order: PaymentOrder) -> AcquirerResult:
+    async def _create(self, order: PaymentOrder) -> AcquirerResult:
+        card = order.credential if isinstance(order.credential, VaultCard) else None
         return await self._post(
-            "/v1/charges", self._create_body(order, True), order.idempotency_key
+            "/v1/charges", self.create_body(order), order.idempotency_key, card=card
         )
 
     async def capture(self, order: FollowOnOrder) -> AcquirerResult:
@@ -121,7 +162,12 @@ class SandboxAdapter(Adapter):
     async def refund(self, order: FollowOnOrder) -> AcquirerResult:
         return await self._post(
             f"/v1/charges/{order.acquirer_reference}/refunds",
-            {"amount": order.amount, "reference": order.refund_id or ""},
+            {
+                "amount": order.amount,
+                "reference": order.refund_id or "",
+                "reason": order.reason,
+                "merchant_reference": order.merchant_reference,
+            },
             order.idempotency_key,
         )
 
@@ -130,7 +176,7 @@ class SandboxAdapter(Adapter):
         pending answer is then re-read from the charge, which moves on after
         the shopper completes 3-D Secure."""
         reply = await self.request(
-            "GET", f"/v1/operations/{query.idempotency_key}", headers=self._auth
+            "GET", f"/v1/operations/{query.idempotency_key}", headers=self._auth()
         )
         if reply.status == 404:
             return None
@@ -146,12 +192,29 @@ class SandboxAdapter(Adapter):
             return None
         if result.status is ResultStatus.PENDING and result.acquirer_reference:
             charge = await self.request(
-                "GET", f"/v1/charges/{result.acquirer_reference}", headers=self._auth
+                "GET", f"/v1/charges/{result.acquirer_reference}", headers=self._auth()
             )
             return self._result(charge)
         return result
 
+    async def abandon(self, query: StatusQuery) -> AcquirerResult | None:
+        if not query.acquirer_reference:
+            return None
+        await self._post(
+            f"/v1/charges/{query.acquirer_reference}/cancel",
+            {},
+            query.idempotency_key[:40] + "-abandon",
+        )
+        charge = await self.request(
+            "GET", f"/v1/charges/{query.acquirer_reference}", headers=self._auth()
+        )
+        return self._result(charge)
+
+    async def find(self, query: StatusQuery) -> AcquirerResult | None:
+        """The sandbox looks creates up by key, authoritatively."""
+        return await self.status(query)
+
     async def health(self) -> None:
-        reply = await self.request("GET", "/health", headers=self._auth)
+        reply = await self.request("GET", "/health", headers=self._auth())
         if reply.status != 200:
             raise NotProcessed(self.name, f"health_http_{reply.status}")

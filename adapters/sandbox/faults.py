@@ -28,6 +28,9 @@ class FaultMode(enum.StrEnum):
     DROP = "drop"  # connection cut BEFORE processing: ambiguous to the caller, nothing happened
 
 
+#: modes that strike before anything is processed
+BEFORE_PROCESSING = frozenset({FaultMode.UNAVAILABLE, FaultMode.DROP, FaultMode.REFUSE_CONNECTIONS})
+
 #: modes after which the sandbox has already moved money
 PROCESSED_MODES = frozenset(
     {
@@ -87,7 +90,8 @@ class FaultBook:
 
 
 def token_fault(token: str) -> FaultRule | None:
-    """Test tokens ``tok_fault_<mode>`` inject a one-shot fault on first processing."""
+    """Test tokens ``tok_fault_<mode>`` inject a fault the first time the
+    sandbox sees a request's idempotency key (a replay of it is served normally)."""
     prefix = "tok_fault_"
     if not token.startswith(prefix):
         return None

@@ -1,20 +1,30 @@
 """The sandbox acquirer: a real HTTP server that behaves like a card acquirer.
 
 It honours its own idempotency keys (a replay returns the stored answer, a
-different body under the same key is refused), keeps a ledger of every money
-movement so tests and benchmarks can count double charges, and injects faults
-by rule (admin endpoint or config) or by test token (``tok_fault_<mode>``,
-``tok_decline_<code>``, ``tok_pending``).
+different body under the same key is refused), keeps the books of
+``books.py``, and injects faults by rule (admin endpoint or config) or by
+test token (``tok_fault_<mode>``, ``tok_decline_<code>``, ``tok_pending``).
 
 Wire format (JSON):
-  POST /v1/charges                {amount, currency, payment_method, capture, reference}
+  POST /v1/charges                {amount, currency, capture, reference, return_url,
+                                   one of payment_method (a token), card {number,
+                                   exp_month, exp_year, cvc, name} (forwarded by a vault)
+                                   or network_token {number, exp_month, exp_year,
+                                   cryptogram, eci}; stored_credential {initiator, usage,
+                                   sequence, network_transaction_id}}
   POST /v1/charges/{id}/capture   {amount}
   POST /v1/charges/{id}/void      {}
-  POST /v1/charges/{id}/refunds   {amount, reference}
+  POST /v1/charges/{id}/cancel    {}   (a charge still waiting for 3-D Secure)
+  POST /v1/charges/{id}/refunds   {amount, reference, reason, merchant_reference}
   GET  /v1/charges/{id}
   GET  /v1/operations/{idempotency_key}   the stored answer for a key, 404 if none
   GET  /health
-Admin: GET /_sandbox/ledger, PUT /_sandbox/faults, POST /_sandbox/charges/{id}/settle
+  GET  /3ds/{id}, POST /3ds/{id}  the shopper's 3-D Secure challenge page (approve/deny)
+Test cards (forwarded): 4242424242424242 and 5555555555554444 approve,
+  4000000000000002 do_not_honor, 4000000000009995 insufficient_funds,
+  4000000000000069 expired_card, 4000000000003220 needs 3-D Secure.
+Admin: GET /_sandbox/ledger, PUT /_sandbox/faults, POST /_sandbox/outage,
+       POST /_sandbox/charges/{id}/settle
 """
 
 from __future__ import annotations
@@ -22,78 +32,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import itertools
-import secrets
 import ssl
-import time
 from collections.abc import Coroutine
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import orjson
 from aiohttp import web
 from pydantic import TypeAdapter, ValidationError
 
-from adapters.sandbox.faults import PROCESSED_MODES, FaultBook, FaultMode, FaultRule, token_fault
+from adapters.sandbox import books
+from adapters.sandbox.books import Received, Refusal, SandboxState, Stored
+from adapters.sandbox.faults import (
+    BEFORE_PROCESSING,
+    PROCESSED_MODES,
+    FaultBook,
+    FaultMode,
+    FaultRule,
+    token_fault,
+)
 
 NOT_PROCESSED_HEADER = "Transient-Error"
 
-
-@dataclass
-class Charge:
-    id: str
-    reference: str
-    amount: int
-    currency: str
-    status: str  # authorized | captured | voided | declined | pending
-    captured_amount: int = 0
-    refunded_amount: int = 0
-    decline_code: str | None = None
-    refunds: list[dict[str, Any]] = field(default_factory=list)
-
-    def view(self) -> dict[str, Any]:
-        data = asdict(self)
-        data.pop("refunds")
-        return data
-
-
-@dataclass
-class Stored:
-    fingerprint: str
-    status: int = 0
-    body: bytes = b""
-    done: bool = False
-
-
-@dataclass
-class SandboxState:
-    name: str
-    api_key: str | None = None
-    charges: dict[str, Charge] = field(default_factory=dict)
-    keys: dict[str, Stored] = field(default_factory=dict)
-    ledger: list[dict[str, Any]] = field(default_factory=list)
-    faults: FaultBook = field(default_factory=FaultBook)
-    requests_seen: int = 0
-    last_request_id: str | None = None
-    _seq: itertools.count[int] = field(default_factory=itertools.count)
-
-    def record(self, kind: str, charge: Charge, amount: int, key: str) -> None:
-        self.ledger.append(
-            {
-                "seq": next(self._seq),
-                "kind": kind,
-                "charge_id": charge.id,
-                "reference": charge.reference,
-                "amount": amount,
-                "currency": charge.currency,
-                "idempotency_key": key,
-                "at": time.time(),
-            }
-        )
-
-
 STATE_KEY = web.AppKey("sandbox_state", SandboxState)
 SERVER_KEY: web.AppKey[SandboxServer] = web.AppKey("sandbox_server")
+#: idempotency keys whose test-token fault has fired (once per key)
+FIRED_KEY = web.AppKey("sandbox_token_faults_fired", set[str])
 
 _rules_adapter = TypeAdapter(list[FaultRule])
 
@@ -108,206 +71,14 @@ def _error(status: int, code: str, message: str, **extra: str) -> web.Response:
     return _json(status, {"error": {"code": code, "message": message}}, extra or None)
 
 
-class _Reply(Exception):
-    """Early exit carrying a response (keeps the handlers linear)."""
-
-    def __init__(self, response: web.Response) -> None:
-        self.response = response
-
-
-async def _body(request: web.Request) -> dict[str, Any]:
+def _data(raw: bytes) -> dict[str, Any]:
     try:
-        data = orjson.loads(await request.read() or b"{}")
+        data = orjson.loads(raw or b"{}")
     except orjson.JSONDecodeError as exc:
-        raise _Reply(_error(400, "invalid_json", "body is not JSON")) from exc
+        raise Refusal(400, "invalid_json", "body is not JSON") from exc
     if not isinstance(data, dict):
-        raise _Reply(_error(400, "invalid_json", "body must be an object"))
+        raise Refusal(400, "invalid_json", "body must be an object")
     return data
-
-
-def _int_field(data: dict[str, Any], name: str, minimum: int = 1) -> int:
-    value = data.get(name)
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise _Reply(_error(400, "invalid_request", f"{name} must be an integer >= {minimum}"))
-    return value
-
-
-def _declined(charge: Charge | None, code: str, **extra: Any) -> tuple[int, dict[str, Any]]:
-    body: dict[str, Any] = {"status": "declined", "decline_code": code, **extra}
-    if charge is not None:
-        body["charge_id"] = charge.id
-    return 402, body
-
-
-# ------------------------------------------------------------------- operations
-
-
-def _create(
-    state: SandboxState, data: dict[str, Any], key: str, decline: str | None = None
-) -> tuple[int, dict[str, Any]]:
-    amount = _int_field(data, "amount")
-    currency = data.get("currency")
-    token = data.get("payment_method")
-    if not isinstance(currency, str) or not isinstance(token, str):
-        raise _Reply(_error(400, "invalid_request", "currency and payment_method are required"))
-    reference = str(data.get("reference") or "")
-    charge = Charge(
-        id="ch_" + secrets.token_hex(10),
-        reference=reference,
-        amount=amount,
-        currency=currency,
-        status="pending",
-    )
-    state.charges[charge.id] = charge
-    if decline is None and token.startswith("tok_decline_"):
-        decline = token.removeprefix("tok_decline_") or "do_not_honor"
-    if decline is not None:
-        charge.status, charge.decline_code = "declined", decline
-        return 201, charge.view()
-    if token == "tok_pending":
-        state.record("pending", charge, amount, key)
-        body = charge.view() | {"redirect_url": f"https://sandbox.invalid/3ds/{charge.id}"}
-        return 201, body
-    if data.get("capture", True):
-        charge.status = "captured"
-        charge.captured_amount = amount
-        state.record("sale", charge, amount, key)
-    else:
-        charge.status = "authorized"
-        state.record("authorization", charge, amount, key)
-    return 201, charge.view()
-
-
-def _charge(state: SandboxState, charge_id: str) -> Charge:
-    charge = state.charges.get(charge_id)
-    if charge is None:
-        raise _Reply(_error(404, "no_such_charge", f"charge {charge_id} does not exist"))
-    return charge
-
-
-def _capture(
-    state: SandboxState, charge: Charge, data: dict[str, Any], key: str
-) -> tuple[int, dict[str, Any]]:
-    amount = _int_field(data, "amount") if "amount" in data else charge.amount
-    if charge.status != "authorized":
-        return _declined(charge, "invalid_state", charge_status=charge.status)
-    if amount > charge.amount:
-        return _declined(charge, "amount_exceeds_authorization")
-    charge.status = "captured"
-    charge.captured_amount = amount
-    state.record("capture", charge, amount, key)
-    return 200, charge.view()
-
-
-def _void(state: SandboxState, charge: Charge, key: str) -> tuple[int, dict[str, Any]]:
-    if charge.status != "authorized":
-        return _declined(charge, "invalid_state", charge_status=charge.status)
-    charge.status = "voided"
-    state.record("void", charge, charge.amount, key)
-    return 200, charge.view()
-
-
-def _refund(
-    state: SandboxState, charge: Charge, data: dict[str, Any], key: str
-) -> tuple[int, dict[str, Any]]:
-    amount = _int_field(data, "amount")
-    if charge.status != "captured":
-        return _declined(charge, "invalid_state", charge_status=charge.status)
-    if charge.refunded_amount + amount > charge.captured_amount:
-        return _declined(charge, "amount_exceeds_captured")
-    charge.refunded_amount += amount
-    refund = {
-        "id": "re_" + secrets.token_hex(10),
-        "charge_id": charge.id,
-        "amount": amount,
-        "currency": charge.currency,
-        "status": "succeeded",
-        "reference": str(data.get("reference") or ""),
-    }
-    charge.refunds.append(refund)
-    state.record("refund", charge, amount, key)
-    return 201, refund
-
-
-# --------------------------------------------------------------------- handlers
-
-
-async def _serve_mutation(request: web.Request, op: str) -> web.StreamResponse:
-    """Idempotency, faults and processing for every POST, in that order."""
-    state = request.app[STATE_KEY]
-    state.requests_seen += 1
-    state.last_request_id = request.headers.get("X-Request-Id")
-    if state.api_key is not None and request.headers.get("Authorization") != (
-        f"Bearer {state.api_key}"
-    ):
-        return _error(401, "unauthorized", "bad credentials")
-    key = request.headers.get("Idempotency-Key", "")
-    if not key:
-        return _error(400, "idempotency_key_missing", "Idempotency-Key header is required")
-    raw = await request.read()
-    fingerprint = hashlib.sha256(request.path.encode() + b"\0" + raw).hexdigest()
-
-    rules = state.faults.draw(mutating=True)
-    for rule in rules:
-        if rule.mode is FaultMode.LATENCY:
-            await asyncio.sleep(rule.latency_ms / 1000)
-    failure = next((r for r in rules if r.mode is not FaultMode.LATENCY), None)
-
-    stored = state.keys.get(key)
-    if stored is not None:
-        if stored.fingerprint != fingerprint:
-            return _error(422, "idempotency_key_reused", "key was used with another request")
-        if not stored.done:
-            return _error(409, "idempotency_in_progress", "a request with this key is running")
-        if failure is None or failure.mode not in PROCESSED_MODES:
-            return _stored_reply(stored, replayed=True)
-        return await _fail_after(request, failure, stored)
-
-    if failure is not None and failure.mode is FaultMode.UNAVAILABLE:
-        return _error(503, "unavailable", "try again", **{NOT_PROCESSED_HEADER: "true"})
-    if failure is not None and failure.mode is FaultMode.DROP:
-        assert request.transport is not None
-        request.transport.abort()
-        return web.Response(status=500)  # never reaches the client
-    if failure is not None and failure.mode is FaultMode.REFUSE_CONNECTIONS:
-        request.app[SERVER_KEY].refuse_for(failure.duration_s)
-        assert request.transport is not None
-        request.transport.abort()  # this one too: nothing was processed
-        return web.Response(status=503)
-
-    stored = Stored(fingerprint)
-    state.keys[key] = stored
-    try:
-        data = await _body(request)
-        if failure is None and op == "create":
-            failure = token_fault(str(data.get("payment_method", "")))
-        decline = failure.decline_code if failure and failure.mode is FaultMode.DECLINE else None
-        status, body = _dispatch(state, request, op, data, key, decline)
-    except _Reply as reply:
-        del state.keys[key]  # a refused request is not stored, like real acquirers
-        return reply.response
-    stored.status, stored.body, stored.done = status, orjson.dumps(body), True
-    if failure is not None and failure.mode in PROCESSED_MODES:
-        return await _fail_after(request, failure, stored)
-    return _stored_reply(stored, replayed=False)
-
-
-def _dispatch(
-    state: SandboxState,
-    request: web.Request,
-    op: str,
-    data: dict[str, Any],
-    key: str,
-    decline: str | None,
-) -> tuple[int, dict[str, Any]]:
-    if op == "create":
-        return _create(state, data, key, decline)
-    charge = _charge(state, request.match_info["charge_id"])
-    if op == "capture":
-        return _capture(state, charge, data, key)
-    if op == "void":
-        return _void(state, charge, key)
-    return _refund(state, charge, data, key)
 
 
 def _stored_reply(stored: Stored, *, replayed: bool) -> web.Response:
@@ -315,6 +86,30 @@ def _stored_reply(stored: Stored, *, replayed: bool) -> web.Response:
     return web.Response(
         status=stored.status, body=stored.body, content_type="application/json", headers=headers
     )
+
+
+def _faults(request: web.Request, key: str, op: str, data: dict[str, Any]) -> list[FaultRule]:
+    """Rules drawn for this request, plus a test token's fault the first time
+    its key is seen (so the router's same-key replay is processed normally)."""
+    rules = request.app[STATE_KEY].faults.draw(mutating=True)
+    fired = request.app[FIRED_KEY]
+    if op == "create" and key not in fired:
+        chosen = token_fault(str(data.get("payment_method", "")))
+        if chosen is not None:
+            fired.add(key)
+            rules.insert(0, chosen)
+    return rules
+
+
+async def _before(request: web.Request, failure: FaultRule) -> web.StreamResponse:
+    """Faults that strike before anything is processed."""
+    if failure.mode is FaultMode.UNAVAILABLE:
+        return _error(503, "unavailable", "try again", **{NOT_PROCESSED_HEADER: "true"})
+    assert request.transport is not None
+    if failure.mode is FaultMode.REFUSE_CONNECTIONS:
+        request.app[SERVER_KEY].refuse_for(failure.duration_s)
+    request.transport.abort()  # the connection is cut: nothing was processed
+    return web.Response(status=503)  # never reaches the client
 
 
 async def _fail_after(request: web.Request, rule: FaultRule, stored: Stored) -> web.StreamResponse:
@@ -337,6 +132,89 @@ async def _fail_after(request: web.Request, rule: FaultRule, stored: Stored) -> 
     return response
 
 
+def _process(
+    request: web.Request,
+    op: str,
+    key: str,
+    fingerprint: str,
+    data: dict[str, Any],
+    failure: FaultRule | None,
+) -> Stored:
+    state = request.app[STATE_KEY]
+    stored = Stored(fingerprint)
+    state.keys[key] = stored
+    decline = failure.decline_code if failure and failure.mode is FaultMode.DECLINE else None
+    try:
+        url = request.app[SERVER_KEY].url if SERVER_KEY in request.app else ""
+        status, body = books.dispatch(
+            state, op, data, key, request.match_info.get("charge_id"), decline, url
+        )
+    except Refusal:
+        del state.keys[key]  # a refused request is not stored, like real acquirers
+        raise
+    stored.status, stored.body, stored.done = status, orjson.dumps(body), True
+    return stored
+
+
+@web.middleware
+async def _on_the_wire(request: web.Request, handler: Any) -> web.StreamResponse:
+    body = await request.read() if request.can_read_body else b""
+    request.app[STATE_KEY].wire.append(
+        Received(request.method, request.path_qs, tuple(request.headers.items()), body)
+    )
+    response: web.StreamResponse = await handler(request)
+    return response
+
+
+async def _serve_mutation(request: web.Request, op: str) -> web.StreamResponse:
+    """Authentication, idempotency, faults and processing for every POST, in that order."""
+    state = request.app[STATE_KEY]
+    state.requests_seen += 1
+    state.last_request_id = request.headers.get("X-Request-Id")
+    if state.api_key is not None and request.headers.get("Authorization") != (
+        f"Bearer {state.api_key}"
+    ):
+        return _error(401, "unauthorized", "bad credentials")
+    key = request.headers.get("Idempotency-Key", "")
+    if not key:
+        return _error(400, "idempotency_key_missing", "Idempotency-Key header is required")
+    raw = await request.read()
+    fingerprint = hashlib.sha256(request.path.encode() + b"\0" + raw).hexdigest()
+    try:
+        data = _data(raw)
+    except Refusal as refusal:
+        return _error(refusal.status, refusal.code, refusal.message)
+    rules = _faults(request, key, op, data)
+    for rule in rules:
+        if rule.mode is FaultMode.LATENCY:
+            await asyncio.sleep(rule.latency_ms / 1000)
+    failure = next((r for r in rules if r.mode is not FaultMode.LATENCY), None)
+    stored = state.keys.get(key)
+    if stored is not None:
+        return await _replay(request, stored, fingerprint, failure)
+    if failure is not None and failure.mode in BEFORE_PROCESSING:
+        return await _before(request, failure)
+    try:
+        stored = _process(request, op, key, fingerprint, data, failure)
+    except Refusal as refusal:
+        return _error(refusal.status, refusal.code, refusal.message)
+    if failure is not None and failure.mode in PROCESSED_MODES:
+        return await _fail_after(request, failure, stored)
+    return _stored_reply(stored, replayed=False)
+
+
+async def _replay(
+    request: web.Request, stored: Stored, fingerprint: str, failure: FaultRule | None
+) -> web.StreamResponse:
+    if stored.fingerprint != fingerprint:
+        return _error(422, "idempotency_key_reused", "key was used with another request")
+    if not stored.done:
+        return _error(409, "idempotency_in_progress", "a request with this key is running")
+    if failure is None or failure.mode not in PROCESSED_MODES:
+        return _stored_reply(stored, replayed=True)
+    return await _fail_after(request, failure, stored)
+
+
 async def create_charge(request: web.Request) -> web.StreamResponse:
     return await _serve_mutation(request, "create")
 
@@ -351,6 +229,51 @@ async def void_charge(request: web.Request) -> web.StreamResponse:
 
 async def refund_charge(request: web.Request) -> web.StreamResponse:
     return await _serve_mutation(request, "refund")
+
+
+async def cancel_charge(request: web.Request) -> web.StreamResponse:
+    """Give up on a charge still waiting for the shopper (3-D Secure abandoned)."""
+    return await _serve_mutation(request, "cancel")
+
+
+_CHALLENGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>3-D Secure (sandbox)</title></head>
+<body style="font-family: sans-serif; max-width: 28em; margin: 3em auto">
+<h1>Sandbox bank</h1>
+<p>Confirm the payment of <b>{amount}</b> minor units of {currency} ({charge}).</p>
+<form method="post"><input type="hidden" name="result" value="approve">
+<button type="submit">Approve</button></form>
+<form method="post"><input type="hidden" name="result" value="deny">
+<button type="submit">Deny</button></form>
+</body></html>
+"""
+
+
+async def challenge_page(request: web.Request) -> web.Response:
+    """The shopper's 3-D Secure challenge: approve or deny."""
+    try:
+        charge = request.app[STATE_KEY].charge(request.match_info["charge_id"])
+    except Refusal as refusal:
+        return web.Response(status=refusal.status, text=refusal.message)
+    page = _CHALLENGE.format(amount=charge.amount, currency=charge.currency, charge=charge.id)
+    return web.Response(text=page, content_type="text/html")
+
+
+async def challenge_answer(request: web.Request) -> web.Response:
+    """The shopper answered: the charge becomes final, and the shopper goes back
+    to the merchant's return URL (303), as after a real challenge."""
+    state = request.app[STATE_KEY]
+    form = await request.post()
+    try:
+        charge = state.charge(request.match_info["charge_id"])
+        approve = form.get("result") == "approve"
+        books.settle_pending(state, charge, approve, "authentication_failed")
+    except Refusal as refusal:
+        return web.Response(status=refusal.status, text=refusal.message)
+    if charge.return_url:
+        joiner = "&" if "?" in charge.return_url else "?"
+        raise web.HTTPSeeOther(f"{charge.return_url}{joiner}charge={charge.id}")
+    return web.Response(text=f"{charge.id}: {charge.status}", content_type="text/plain")
 
 
 async def _read_faults(request: web.Request) -> web.Response | None:
@@ -371,11 +294,10 @@ async def _read_faults(request: web.Request) -> web.Response | None:
 async def get_charge(request: web.Request) -> web.Response:
     if (fault := await _read_faults(request)) is not None:
         return fault
-    state = request.app[STATE_KEY]
     try:
-        charge = _charge(state, request.match_info["charge_id"])
-    except _Reply as reply:
-        return reply.response
+        charge = request.app[STATE_KEY].charge(request.match_info["charge_id"])
+    except Refusal as refusal:
+        return _error(refusal.status, refusal.code, refusal.message)
     return _json(200, charge.view() | {"refunds": charge.refunds})
 
 
@@ -387,11 +309,7 @@ async def get_operation(request: web.Request) -> web.Response:
         return _error(404, "no_such_operation", "no request was processed under this key")
     if not stored.done:
         return _error(409, "idempotency_in_progress", "still processing")
-    return web.Response(
-        status=200,
-        body=orjson.dumps({"http_status": stored.status, "response": orjson.loads(stored.body)}),
-        content_type="application/json",
-    )
+    return _json(200, {"http_status": stored.status, "response": orjson.loads(stored.body)})
 
 
 async def health(request: web.Request) -> web.Response:
@@ -426,8 +344,8 @@ async def put_faults(request: web.Request) -> web.Response:
 async def outage(request: web.Request) -> web.Response:
     """Go down now for ``seconds`` (port closed, connections dropped), then recover."""
     try:
-        seconds = float((await _body(request)).get("seconds", 5))
-    except (_Reply, TypeError, ValueError):
+        seconds = float(_data(await request.read()).get("seconds", 5))
+    except (Refusal, TypeError, ValueError):
         return _error(400, "invalid_request", 'send {"seconds": N}')
     if not 0 < seconds <= 600:
         return _error(400, "invalid_request", "seconds must be in (0, 600]")
@@ -439,24 +357,14 @@ async def settle_pending(request: web.Request) -> web.Response:
     """Play the shopper finishing 3-D Secure: a pending charge becomes final."""
     state = request.app[STATE_KEY]
     try:
-        charge = _charge(state, request.match_info["charge_id"])
-        data = await _body(request)
-    except _Reply as reply:
-        return reply.response
-    if charge.status != "pending":
-        return _error(409, "not_pending", f"charge is {charge.status}")
-    if data.get("approve", True):
-        charge.status = "captured" if data.get("capture", True) else "authorized"
-        charge.captured_amount = charge.amount if charge.status == "captured" else 0
-        state.record(
-            "sale" if charge.status == "captured" else "authorization",
-            charge,
-            charge.amount,
-            "settle",
+        charge = state.charge(request.match_info["charge_id"])
+        data = _data(await request.read())
+        status, body = books.settle_pending(
+            state, charge, bool(data.get("approve", True)), str(data.get("decline_code", "refused"))
         )
-    else:
-        charge.status, charge.decline_code = "declined", str(data.get("decline_code", "refused"))
-    return _json(200, charge.view())
+    except Refusal as refusal:
+        return _error(refusal.status, refusal.code, refusal.message)
+    return _json(status, body)
 
 
 def create_sandbox_app(
@@ -466,12 +374,16 @@ def create_sandbox_app(
     faults: list[FaultRule] | None = None,
     seed: int | None = None,
 ) -> web.Application:
-    app = web.Application(client_max_size=64 * 1024)
+    app = web.Application(client_max_size=64 * 1024, middlewares=[_on_the_wire])
     app[STATE_KEY] = SandboxState(name=name, api_key=api_key, faults=FaultBook(faults, seed))
+    app[FIRED_KEY] = set()
     app.router.add_post("/v1/charges", create_charge)
     app.router.add_post("/v1/charges/{charge_id}/capture", capture_charge)
     app.router.add_post("/v1/charges/{charge_id}/void", void_charge)
     app.router.add_post("/v1/charges/{charge_id}/refunds", refund_charge)
+    app.router.add_post("/v1/charges/{charge_id}/cancel", cancel_charge)
+    app.router.add_get("/3ds/{charge_id}", challenge_page)
+    app.router.add_post("/3ds/{charge_id}", challenge_answer)
     app.router.add_get("/v1/charges/{charge_id}", get_charge)
     app.router.add_get("/v1/operations/{key}", get_operation)
     app.router.add_get("/health", health)
@@ -500,7 +412,10 @@ class SandboxServer:
         self._ssl = ssl_context
         self.app = create_sandbox_app(name, api_key=api_key, faults=faults, seed=seed)
         self.app[SERVER_KEY] = self
-        self._runner = web.AppRunner(self.app, access_log=None, handler_cancellation=True)
+        # a handler still hanging in a timeout fault is cancelled at shutdown, not awaited
+        self._runner = web.AppRunner(
+            self.app, access_log=None, handler_cancellation=True, shutdown_timeout=0.5
+        )
         self._site: web.TCPSite | None = None
         self._reopen: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()

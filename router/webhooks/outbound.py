@@ -1,11 +1,17 @@
 """Outbound webhooks to internal subscribers: signed, at least once.
 
-Every payment or refund state change becomes one event (its id derived from
-the record id and version, so a republished change keeps its id for the
-receiver's dedupe) and one queued delivery per subscriber whose globs match.
-The delivery loop signs each POST (``Payrouter-Signature: t=<unix>,v1=<hex>``
-over ``"<t>.<body>"``), retries with exponential backoff and full jitter, and
+Every state change of a payment or refund is an outbox entry written in the
+same step as the change (see :mod:`router.store.protocol`).  The fan-out
+reads the outbox as consumer group ``webhooks`` and turns each state change
+into one queued delivery per subscriber whose globs match (the event id is
+derived from the record id and version, so a change read twice keeps its id
+for the receiver's dedupe), then acknowledges the entry.  The delivery loop
+signs each POST (``Payrouter-Signature: t=<unix>,v1=<hex>`` over
+``"<t>.<body>"``), retries with exponential backoff and full jitter, and
 dead-letters what is still failing after the retry window.
+
+Both loops survive their errors: a failure is logged and counted, the loop
+waits and goes on; a store that came back empty has its groups created again.
 """
 
 from __future__ import annotations
@@ -14,28 +20,27 @@ import asyncio
 import fnmatch
 import hashlib
 import logging
-import os
 import random
-import secrets
-import socket
-import time
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
 import aiohttp
 import orjson
-from aiohttp import web
 
-from router.background import background_ctx
+from adapters.signing import sign_timestamped
 from router.config import WebhooksConfig
-from router.idempotency.protocol import StoreUnavailable
-from router.metrics import Metrics
-from router.models import PaymentView, RefundView
-from router.records import PaymentRecord, RefundRecord, now_ms
-from router.webhooks.outbox import Delivery, Outbox
-from router.webhooks.signatures import sign_timestamped
+from router.payments.models import PaymentView, RefundView
+from router.payments.records import PaymentRecord, RefundRecord, now_ms
+from router.runtime import Runtime
+from router.store.keys import DocKind
+from router.store.protocol import OutboxEntry
+from router.telemetry.metrics import Metrics
+from router.webhooks.queue import Delivery, DeliveryQueue
 
 log = logging.getLogger(__name__)
+
+GROUP = "webhooks"
 
 
 def event_id(kind: str, record_id: str, version: int) -> str:
@@ -43,50 +48,45 @@ def event_id(kind: str, record_id: str, version: int) -> str:
     return f"evt_{digest}"
 
 
-class Publisher:
-    def __init__(self, config: WebhooksConfig, outbox: Outbox) -> None:
-        self.config = config
-        self.outbox = outbox
+def deliveries_for(config: WebhooksConfig, entry: OutboxEntry) -> list[Delivery]:
+    """One delivery per interested subscriber, for a change of state only."""
+    event = entry.event
+    if event.previous_state is None or event.previous_state == event.state:
+        return []
+    kind = f"{event.kind}.{event.state}"
+    targets = [
+        name
+        for name, sub in config.subscribers.items()
+        if any(fnmatch.fnmatchcase(kind, pattern) for pattern in sub.events)
+    ]
+    if not targets:
+        return []
+    data: dict[str, Any]
+    if event.kind is DocKind.PAYMENT:
+        data = PaymentView.of(PaymentRecord.model_validate_json(entry.record)).model_dump(
+            mode="json"
+        )
+    else:
+        data = RefundView.of(RefundRecord.model_validate_json(entry.record)).model_dump(mode="json")
+    ident = event_id(kind, event.record_id, event.version)
+    body = orjson.dumps(
+        {"id": ident, "type": kind, "created": event.at_ms // 1000, "data": data}
+    ).decode()
+    return [Delivery(ident, kind, name, body, attempt=0, first_ms=now_ms()) for name in targets]
 
-    async def payment_changed(self, before: PaymentRecord, after: PaymentRecord) -> None:
-        if before.state != after.state:
-            await self._publish(
-                f"payment.{after.state}",
-                after.id,
-                after.version,
-                PaymentView.of(after).model_dump(mode="json"),
-            )
 
-    async def refund_changed(self, before: RefundRecord, after: RefundRecord) -> None:
-        if before.state != after.state:
-            await self._publish(
-                f"refund.{after.state}",
-                after.id,
-                after.version,
-                RefundView.of(after).model_dump(mode="json"),
-            )
-
-    async def _publish(self, kind: str, record_id: str, version: int, data: dict[str, Any]) -> None:
-        targets = [
-            name
-            for name, sub in self.config.subscribers.items()
-            if any(fnmatch.fnmatchcase(kind, pattern) for pattern in sub.events)
-        ]
-        if not targets:
-            return
-        ident = event_id(kind, record_id, version)
-        body = orjson.dumps(
-            {"id": ident, "type": kind, "created": int(time.time()), "data": data}
-        ).decode()
-        started = now_ms()
-        try:
-            await self.outbox.enqueue(
-                [Delivery(ident, kind, name, body, attempt=0, first_ms=started) for name in targets]
-            )
-        except StoreUnavailable:
-            # the state change is already stored; losing its notification is
-            # logged rather than failing the payment call that caused it
-            log.error("could not queue webhook %s (%s) for %s", ident, kind, targets)
+async def fan_out_once(rt: Runtime, queue: DeliveryQueue, consumer: str) -> int:
+    """Read outbox entries, queue their deliveries, acknowledge them."""
+    config = rt.config.webhooks
+    idle_ms = int(config.claim_idle_s * 1000)
+    entries = await rt.outbox.claim_stale(GROUP, consumer, idle_ms, 100)
+    entries += await rt.outbox.read(GROUP, consumer, 100, 100)
+    deliveries = [d for entry in entries for d in deliveries_for(config, entry)]
+    if deliveries:
+        await queue.enqueue(deliveries)
+    if entries:
+        await rt.outbox.ack(GROUP, entries)
+    return len(entries)
 
 
 def backoff_s(config: WebhooksConfig, attempt: int, rng: random.Random) -> float:
@@ -97,7 +97,7 @@ def backoff_s(config: WebhooksConfig, attempt: int, rng: random.Random) -> float
 async def deliver(
     session: aiohttp.ClientSession,
     config: WebhooksConfig,
-    outbox: Outbox,
+    queue: DeliveryQueue,
     entry_id: str,
     delivery: Delivery,
     rng: random.Random,
@@ -106,7 +106,7 @@ async def deliver(
     """One attempt; the outcome decides ack, retry or dead letter."""
     subscriber = config.subscribers.get(delivery.subscriber)
     if subscriber is None:
-        await outbox.bury(entry_id, delivery, "subscriber no longer configured")
+        await queue.bury(entry_id, delivery, "subscriber no longer configured")
         return False
     body = delivery.body.encode()
     headers = {
@@ -129,7 +129,7 @@ async def deliver(
     except (aiohttp.ClientError, TimeoutError) as exc:
         ok, reason = False, type(exc).__name__
     if ok:
-        await outbox.ack(entry_id)
+        await queue.ack(entry_id)
         _count(metrics, delivery, "delivered")
         return True
     now = now_ms()
@@ -141,11 +141,11 @@ async def deliver(
             delivery.attempt + 1,
             reason,
         )
-        await outbox.bury(entry_id, delivery, f"retry window exhausted; last: {reason}")
+        await queue.bury(entry_id, delivery, f"retry window exhausted; last: {reason}")
         _count(metrics, delivery, "dead_lettered")
         return False
     due = now + int(backoff_s(config, delivery.attempt, rng) * 1000)
-    await outbox.schedule_retry(entry_id, replace(delivery, attempt=delivery.attempt + 1), due)
+    await queue.schedule_retry(entry_id, replace(delivery, attempt=delivery.attempt + 1), due)
     _count(metrics, delivery, "retry_scheduled")
     return False
 
@@ -155,34 +155,43 @@ def _count(metrics: Metrics | None, delivery: Delivery, result: str) -> None:
         metrics.webhooks_out.labels(delivery.subscriber, result).inc()
 
 
-async def delivery_loop(app: web.Application) -> None:
-    from router.keys import HTTP_SESSION, RUNTIME
+async def deliver_once(
+    rt: Runtime,
+    queue: DeliveryQueue,
+    session: aiohttp.ClientSession,
+    consumer: str,
+    rng: random.Random,
+) -> int:
+    config = rt.config.webhooks
+    await queue.release_due(now_ms(), 100)
+    batch = await queue.claim_stale(consumer, int(config.claim_idle_s * 1000), 20)
+    batch += await queue.fetch(consumer, 20, 100)
+    await asyncio.gather(
+        *(
+            deliver(session, config, queue, entry_id, delivery, rng, rt.metrics)
+            for entry_id, delivery in batch
+        )
+    )
+    return len(batch)
 
-    consumer = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+
+async def webhook_loop(
+    current: Callable[[], Runtime],
+    queue: DeliveryQueue,
+    session: aiohttp.ClientSession,
+    consumer: str,
+) -> None:
+    """Fan out, then deliver, forever; an error is logged and counted, never fatal."""
     rng = random.Random()
     while True:
-        rt = app[RUNTIME].current
-        publisher = rt.publisher
-        if publisher is None or not publisher.config.subscribers:
+        rt = current()
+        try:
+            moved = await fan_out_once(rt, queue, consumer)
+            sent = await deliver_once(rt, queue, session, consumer, rng)
+        except Exception as exc:
+            rt.metrics.background_errors.labels("webhooks").inc()
+            log.warning("webhook loop: %s; retrying", exc)
             await asyncio.sleep(1.0)
             continue
-        config, outbox = publisher.config, publisher.outbox
-        try:
-            await outbox.release_due(now_ms(), 100)
-            batch = await outbox.claim_stale(consumer, int(config.claim_idle_s * 1000), 20)
-            batch += await outbox.fetch(consumer, 20, 200)
-            if not batch:
-                await asyncio.sleep(0.05)
-                continue
-            await asyncio.gather(
-                *(
-                    deliver(app[HTTP_SESSION], config, outbox, entry_id, delivery, rng, rt.metrics)
-                    for entry_id, delivery in batch
-                )
-            )
-        except StoreUnavailable:
-            log.warning("webhook delivery paused: store unavailable")
-            await asyncio.sleep(1.0)
-
-
-delivery_ctx = background_ctx("webhook-delivery", delivery_loop)
+        if not moved and not sent:
+            await asyncio.sleep(0.05)

@@ -19,8 +19,9 @@ import yaml
 
 from adapters.sandbox.faults import FaultMode, FaultRule
 from adapters.sandbox.server import SandboxServer
-from tests.helpers import DEMO_KEY, charges_by_reference, headers, sha, spawn_router
-from tests.redis_procs import RedisProcess, free_port
+from tests.helpers import DEMO_KEY, charges_by_reference, headers, sha, spawn_router, until
+from tests.procs.net import free_port
+from tests.procs.redis import RedisProcess
 
 SALE = {"amount": 4200, "currency": "EUR", "payment_method": "tok_visa"}
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,7 +29,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _write_config(path: Path, redis_url: str, sandboxes: list[SandboxServer]) -> Path:
     config = {
-        "store": {"kind": "redis", "url": redis_url, "op_timeout_s": 0.5},
+        "store": {
+            "kind": "redis",
+            "url": redis_url,
+            "op_timeout_s": 0.5,
+            "id_secret": {"env": "PAYROUTER_ID_SECRET"},
+        },
         "callers": {"demo": {"api_key_sha256": [sha(DEMO_KEY)]}},
         "acquirers": {
             s.state.name: {
@@ -115,6 +121,55 @@ async def test_a_router_killed_mid_flight_is_recovered_by_another_without_a_seco
     assert statuses[-1] == 201, body
     assert body["status"] == "captured"
     assert body["acquirer"] == "sandbox-a"
+    assert b.state.requests_seen == 0
+    assert charges_by_reference({"events": a.state.ledger}, {"events": b.state.ledger}) == {
+        body["id"]: 1
+    }
+
+
+async def test_a_router_frozen_past_its_lease_cannot_write_when_it_thaws(
+    tmp_path: Path,
+    redis_server: RedisProcess,
+    sandbox_factory: Any,
+    start_router: Callable[[Path], Any],
+) -> None:
+    """SIGSTOP the owner mid-call for longer than its lease: another instance
+    takes the payment over and finishes it; the thawed owner's late commit
+    is refused, so it can neither charge again nor overwrite the answer."""
+    a: SandboxServer = await sandbox_factory("sandbox-a")
+    b: SandboxServer = await sandbox_factory("sandbox-b")
+    config = _write_config(tmp_path / "router.yaml", redis_server.url, [a, b])
+    a.state.faults.replace([FaultRule(mode=FaultMode.LATENCY, latency_ms=1500, count=1)])
+    frozen, frozen_url = await start_router(config)
+    _, live_url = await start_router(config)
+
+    async with aiohttp.ClientSession() as session:
+        in_flight = asyncio.create_task(
+            session.post(f"{frozen_url}/v1/payments", json=SALE, headers=headers("pause-1"))
+        )
+        assert await until(lambda: a.state.requests_seen == 1, seconds=10)
+        frozen.send_signal(signal.SIGSTOP)
+        try:
+            statuses = []
+            for _ in range(100):  # the caller gives up on the frozen one and retries
+                async with session.post(
+                    f"{live_url}/v1/payments", json=SALE, headers=headers("pause-1")
+                ) as resp:
+                    statuses.append(resp.status)
+                    body = await resp.json(content_type=None)
+                    if resp.status == 201:
+                        break
+                await asyncio.sleep(0.2)
+        finally:
+            frozen.send_signal(signal.SIGCONT)
+        late = await in_flight
+        late_body = await late.json(content_type=None)
+
+    assert statuses[-1] == 201, statuses
+    assert (body["status"], body["acquirer"]) == ("captured", "sandbox-a")
+    assert late.status in (201, 409)  # the same answer, or told another owner has it
+    if late.status == 201:
+        assert (late_body["id"], late_body["status"]) == (body["id"], "captured")
     assert b.state.requests_seen == 0
     assert charges_by_reference({"events": a.state.ledger}, {"events": b.state.ledger}) == {
         body["id"]: 1

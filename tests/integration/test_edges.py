@@ -17,10 +17,10 @@ from aiohttp.test_utils import TestClient
 
 from adapters.sandbox.server import SandboxServer
 from router.config import Config
-from router.logs import JsonFormatter
+from router.telemetry.logs import JsonFormatter
 from tests.conftest import RouterFactory
 from tests.helpers import AUTH, DEMO_KEY, headers, make_config, sha, spawn_router
-from tests.redis_procs import free_port
+from tests.procs.net import free_port
 
 Client = TestClient[Any, Any]
 SALE = {"amount": 1299, "currency": "EUR", "payment_method": "tok_visa"}
@@ -81,11 +81,7 @@ async def test_a_test_key_reaches_only_test_acquirers_and_a_live_key_only_live_o
     sandbox_factory: Any,
 ) -> None:
     sandbox = await sandbox_factory("sandbox-a")
-    config = make_config(
-        {"sandbox-a": sandbox.url},
-        callers={"shop": _keys(sk_test_shop={}, sk_live_shop={"mode": "live"})},
-    )
-    data = config.model_dump(mode="json")
+    data = make_config({"sandbox-a": sandbox.url}).model_dump(mode="json")
     data["acquirers"]["stripe-live"] = {
         "kind": "stripe",
         "base_url": f"https://127.0.0.1:{free_port()}",
@@ -93,7 +89,10 @@ async def test_a_test_key_reaches_only_test_acquirers_and_a_live_key_only_live_o
         "api_key": {"env": "STRIPE_LIVE_KEY"},
     }
     data["routing"]["default"] = ["stripe-live", "sandbox-a"]
-    data["acquirers"]["stripe-live"]["api_key"]["value"] = "sk_live_x"
+    data["acquirers"]["stripe-live"]["api_key"]["value"] = "sk_live_x_0123"
+    # a live config: no demo keys, metrics not public beside the API
+    data["callers"] = {"shop": _keys(sk_test_shop={}, sk_live_shop={"mode": "live"})}
+    data["server"]["metrics"] = {"api_key_sha256": [sha("metrics-reader-key")]}
     client = await router_factory(Config.model_validate(data), background=False)
     test_key = {"Authorization": "Bearer sk_test_shop"}
     live_key = {"Authorization": "Bearer sk_live_shop"}
@@ -105,8 +104,15 @@ async def test_a_test_key_reaches_only_test_acquirers_and_a_live_key_only_live_o
     assert (resp.status, paid["acquirer"], paid["livemode"]) == (201, "sandbox-a", False)
 
     seen = sandbox.state.requests_seen
+    both = {
+        **SALE,
+        "payment_method": {
+            "type": "acquirer_tokens",
+            "tokens": {"stripe": "pm_card_visa", "sandbox": "tok_visa"},
+        },
+    }
     resp = await client.post(
-        "/v1/payments", json=SALE, headers={**live_key, "Idempotency-Key": "k"}
+        "/v1/payments", json=both, headers={**live_key, "Idempotency-Key": "k"}
     )
     body = await resp.json(content_type=None)
     assert (resp.status, body["code"]) == (503, "no_acquirer_available")
@@ -153,7 +159,7 @@ async def test_ambiguous_or_broken_json_is_refused(client: Client, raw: bytes, c
 
 
 async def test_long_paths_and_huge_headers_get_problem_json(client: Client) -> None:
-    resp = await client.get("/v1/payments/" + "a" * 2000, headers=AUTH)
+    resp = await client.get("/v1/payments/" + "a" * 5000, headers=AUTH)
     assert (resp.status, (await resp.json(content_type=None))["code"]) == (414, "uri_too_long")
     resp = await client.get("/healthz", headers={"X-Junk": "y" * 5000})
     assert (resp.status, (await resp.json(content_type=None))["code"]) == (431, "headers_too_large")
@@ -271,7 +277,7 @@ def test_tls_verification_cannot_be_turned_off_for_a_live_acquirer() -> None:
         }
     )
     with pytest.raises(ConfigError, match="cannot be turned off for a live acquirer"):
-        parse_config(text, environ={"K": "x"})
+        parse_config(text, environ={"K": "sk_live_xxxxxxxx"})
 
 
 async def test_the_router_can_serve_https(tmp_path: Path, ca: trustme.CA) -> None:

@@ -7,6 +7,7 @@ acquirer with the same key, or answered ``unknown`` and reconciled later.
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import Any
 
 import aiohttp
@@ -14,14 +15,17 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from adapters.base import Operation, PaymentOrder
+from adapters.credentials import AcquirerToken
 from adapters.sandbox.adapter import SandboxAdapter
 from adapters.sandbox.server import SandboxServer
-from router.idempotency.flow import derive_acquirer_key, fingerprint, scope_of
-from router.idempotency.memory import MemoryStore
-from router.idempotency.protocol import Claimed
-from router.models import CreatePayment
-from router.records import Attempt, PaymentRecord, now_ms
-from router.states import PaymentState
+from adapters.sandbox.settings import SandboxSettings
+from router.http.keys import RUNTIME
+from router.payments.models import CreatePayment
+from router.payments.records import Attempt, PaymentRecord, now_ms
+from router.payments.states import PaymentState
+from router.store.ids import Ids
+from router.store.memory import MemoryStore
+from router.store.protocol import Claimed, ClaimRequest, Write
 from tests.conftest import RouterFactory
 from tests.helpers import AUTH, charges_by_reference, eventually, headers, make_config
 
@@ -114,7 +118,7 @@ async def test_an_unresolvable_outcome_is_unknown_then_reconciled_without_a_seco
 
     await _faults(client, a)  # the acquirer recovers
     got = await eventually(
-        lambda: _payment(client, body["id"]),
+        functools.partial(_payment, client, body["id"]),
         lambda p: p["status"] != "unknown",
         seconds=10,
         every=0.1,
@@ -142,7 +146,9 @@ async def test_a_request_the_acquirer_never_processed_is_settled_failed_by_the_r
     assert (status, body["status"]) == (202, "unknown")
     assert b.state.requests_seen == 0
     got = await eventually(
-        lambda: _payment(client, body["id"]), lambda p: p["status"] != "unknown", seconds=5
+        functools.partial(_payment, client, body["id"]),
+        lambda p: p["status"] != "unknown",
+        seconds=5,
     )
     assert (got["status"], got["failure_reason"]) == ("failed", "acquirer_confirms_not_processed")
     assert a.state.ledger == []
@@ -207,46 +213,44 @@ async def test_a_dead_owners_open_attempt_is_resolved_at_its_acquirer_before_any
     store = MemoryStore()
     config = make_config({"sandbox-a": a.url, "sandbox-b": b.url})
     client = await router_factory(config, store=store)
+    ids = client.app[RUNTIME].current.ids
     request = CreatePayment.model_validate(SALE)
-    scope = scope_of("demo:test", "crash-1")
-    claim = await store.claim(
-        scope,
-        fingerprint("POST", "/v1/payments", request.model_dump(mode="json")),
-        "dead-owner",
-        1,
-        "pay_" + "ab" * 12,
+    scope = Ids.scope("demo:test", "crash-1")
+    pid = ids.payment_id("demo:test", "crash-1", ids.epoch(now_ms()))
+    key = ids.acquirer_key(pid, Operation.SALE, "sandbox-b")
+    payment = PaymentRecord(
+        id=pid,
+        tenant="demo:test",
+        state=PaymentState.PENDING,
+        amount=1299,
+        currency="EUR",
+        capture=True,
+        attempts=[
+            Attempt(acquirer="sandbox-b", acquirer_key=key, operation=Operation.SALE, started_ms=1)
+        ],
+        version=1,
     )
-    assert isinstance(claim, Claimed)
-    pid = claim.record.resource_id
-    await store.create_payment(
-        PaymentRecord(
-            id=pid,
-            caller="demo:test",
-            state=PaymentState.PENDING,
-            amount=1299,
-            currency="EUR",
-            capture=True,
+    claim = await store.claim(
+        ClaimRequest(
+            scope=scope,
+            shard=Ids.shard_of_scope(scope),
+            fingerprint=ids.fingerprint("POST", "/v1/payments", request.model_dump(mode="json")),
+            owner="dead-owner",
+            lease_ms=1,
+            resource_id=pid,
+            create=Write(payment, 0),
         )
     )
-    key = derive_acquirer_key("demo:test", "crash-1", pid, "sandbox-b", Operation.SALE)
-    await store.write_attempt(
-        scope,
-        "dead-owner",
-        Attempt(
-            acquirer="sandbox-b",
-            acquirer_key=key,
-            operation=Operation.SALE,
-            started_ms=now_ms(),
-        ),
-        1,
-    )
+    assert isinstance(claim, Claimed)
+    assert claim.created
     async with aiohttp.ClientSession() as session:  # the dead instance's request did arrive
-        sent = await SandboxAdapter("sandbox-b", session, b.url).sale(
+        settings = SandboxSettings(base_url=b.url)
+        sent = await SandboxAdapter("sandbox-b", settings, session, b.url).create(
             PaymentOrder(
                 payment_id=pid,
                 amount=1299,
                 currency="EUR",
-                payment_method="tok_visa",
+                credential=AcquirerToken("tok_visa"),
                 capture=True,
                 idempotency_key=key,
             )

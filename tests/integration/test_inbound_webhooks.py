@@ -1,5 +1,5 @@
-"""Inbound webhooks over HTTP: verified, deduplicated, and they move payments
-out of pending and unknown."""
+"""Inbound webhooks over HTTP: verified, deduplicated, only for the records
+they may touch, and they move payments out of pending and unknown."""
 
 from __future__ import annotations
 
@@ -12,53 +12,38 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient
 
+from adapters.adyen.webhooks import item_hmac
+from adapters.base import Operation
+from adapters.signing import sign_timestamped
 from router.config import Config
-from router.idempotency.memory import MemoryStore
-from router.records import OpLock, PaymentRecord, RefundRecord
-from router.states import PaymentState, RefundState
-from router.webhooks.signatures import adyen_hmac, sign_timestamped
+from router.payments.records import (
+    Attempt,
+    AttemptOutcome,
+    OperationRecord,
+    PaymentRecord,
+    RefundRecord,
+)
+from router.payments.states import OperationState, PaymentState
+from router.store.memory import MemoryStore
 from tests.conftest import RouterFactory
-from tests.helpers import DEMO_KEY, sha
+from tests.helpers import (
+    ADYEN_HMAC_KEY,
+    CKO_WEBHOOK_SECRET,
+    DEMO_KEY,
+    STRIPE_WHSEC,
+    sha,
+    webhook_acquirers,
+)
 
 Client = TestClient[Any, Any]
-ADYEN_KEY = "44782DEF547AAA06C910C43932B1EB0C71FC68D9D0C057550C48EC2ACF6BA056"
-SECRETS = {
-    "STRIPE_KEY": "sk_test",
-    "STRIPE_WHSEC": "whsec_test",
-    "ADYEN_KEY": "ak",
-    "ADYEN_HMAC": ADYEN_KEY,
-    "CKO_KEY": "sk_sbox",
-    "CKO_WHSEC": "cko_secret",
-}
+ADYEN_KEY, WHSEC, CKO_SECRET = ADYEN_HMAC_KEY, STRIPE_WHSEC, CKO_WEBHOOK_SECRET
 
 
-def _config() -> Config:
-    base = "http://127.0.0.1:9"  # never called here: events are the only input
+def _config(**stripe: Any) -> Config:
     return Config.model_validate(
         {
             "callers": {"demo": {"api_key_sha256": [sha(DEMO_KEY)]}},
-            "acquirers": {
-                "stripe": {
-                    "kind": "stripe",
-                    "base_url": base,
-                    "api_key": {"env": "STRIPE_KEY", "value": SECRETS["STRIPE_KEY"]},
-                    "webhook_secret": {"env": "STRIPE_WHSEC", "value": SECRETS["STRIPE_WHSEC"]},
-                },
-                "adyen": {
-                    "kind": "adyen",
-                    "base_url": base,
-                    "merchant_account": "Shop",
-                    "return_url": "https://shop.example/r",
-                    "api_key": {"env": "ADYEN_KEY", "value": "ak"},
-                    "webhook_secret": {"env": "ADYEN_HMAC", "value": ADYEN_KEY},
-                },
-                "checkout": {
-                    "kind": "checkout",
-                    "base_url": base,
-                    "api_key": {"env": "CKO_KEY", "value": "sk_sbox"},
-                    "webhook_secret": {"env": "CKO_WHSEC", "value": "cko_secret"},
-                },
-            },
+            "acquirers": webhook_acquirers(**stripe),
             "routing": {"default": ["stripe"]},
         }
     )
@@ -71,10 +56,27 @@ async def setup(router_factory: RouterFactory) -> tuple[Client, MemoryStore]:
     return client, store
 
 
-def _payment(pid: str, acquirer: str, state: PaymentState, **extra: Any) -> PaymentRecord:
+def _attempt(acquirer: str, outcome: AttemptOutcome | None = None) -> Attempt:
+    return Attempt(
+        acquirer=acquirer,
+        acquirer_key="pr_k",
+        operation=Operation.SALE,
+        started_ms=1,
+        outcome=outcome,
+        acquirer_reference="ref_1" if outcome else None,
+    )
+
+
+def _payment(
+    pid: str, acquirer: str, state: PaymentState, *, livemode: bool = False, **extra: Any
+) -> PaymentRecord:
+    outcome = (
+        None if state in (PaymentState.UNKNOWN, PaymentState.PENDING) else (AttemptOutcome.APPROVED)
+    )
     return PaymentRecord(
         id=pid,
-        caller="demo",
+        tenant="demo:test",
+        livemode=livemode,
         state=state,
         amount=1000,
         currency="EUR",
@@ -82,11 +84,17 @@ def _payment(pid: str, acquirer: str, state: PaymentState, **extra: Any) -> Paym
         acquirer=acquirer,
         acquirer_key="pr_k",
         acquirer_reference="ref_1",
+        attempts=[_attempt(acquirer, outcome)],
+        version=1,
         **extra,
     )
 
 
-def _stripe_event(event_id: str, kind: str, pid: str, status: str) -> bytes:
+async def _create(store: MemoryStore, record: PaymentRecord | RefundRecord) -> None:
+    assert await store.restore(record)
+
+
+def _stripe_event(event_id: str, kind: str, pid: str, status: str, intent: str = "ref_1") -> bytes:
     return orjson.dumps(
         {
             "id": event_id,
@@ -94,7 +102,7 @@ def _stripe_event(event_id: str, kind: str, pid: str, status: str) -> bytes:
             "data": {
                 "object": {
                     "object": "payment_intent",
-                    "id": "pi_1",
+                    "id": intent,
                     "status": status,
                     "metadata": {"payrouter_payment_id": pid},
                 }
@@ -104,9 +112,9 @@ def _stripe_event(event_id: str, kind: str, pid: str, status: str) -> bytes:
 
 
 async def _post_stripe(
-    client: Client, body: bytes, secret: str = "whsec_test", timestamp: int | None = None
+    client: Client, body: bytes, secret_: str = WHSEC, timestamp: int | None = None
 ) -> int:
-    header = sign_timestamped(secret, body, timestamp)
+    header = sign_timestamped(secret_, body, timestamp)
     resp = await client.post("/webhooks/stripe", data=body, headers={"Stripe-Signature": header})
     return resp.status
 
@@ -115,34 +123,38 @@ async def test_a_stripe_event_resolves_an_unknown_payment_once(
     setup: tuple[Client, MemoryStore],
 ) -> None:
     client, store = setup
-    await store.create_payment(_payment("pay_s1", "stripe", PaymentState.UNKNOWN))
-    body = _stripe_event("evt_1", "payment_intent.succeeded", "pay_s1", "succeeded")
+    await _create(store, _payment("pay_733100000000000000000000", "stripe", PaymentState.UNKNOWN))
+    body = _stripe_event(
+        "evt_1", "payment_intent.succeeded", "pay_733100000000000000000000", "succeeded"
+    )
     assert await _post_stripe(client, body) == 200
-    payment = await store.get_payment("pay_s1")
+    payment = await store.get_payment("pay_733100000000000000000000")
     assert payment is not None
     assert (payment.state, payment.captured_amount) == (PaymentState.CAPTURED, 1000)
     version = payment.version
     assert await _post_stripe(client, body) == 200  # a redelivery: accepted, not re-applied
-    again = await store.get_payment("pay_s1")
+    again = await store.get_payment("pay_733100000000000000000000")
     assert again is not None
     assert again.version == version
 
 
 @pytest.mark.parametrize(
     "attack",
-    ["forged", "tampered", "stale", "unsigned"],
+    ["forged", "tampered", "stale", "unsigned", "non_ascii"],
 )
 async def test_forged_tampered_stale_and_unsigned_stripe_events_are_refused(
     setup: tuple[Client, MemoryStore],
     attack: str,
 ) -> None:
     client, store = setup
-    await store.create_payment(_payment("pay_s2", "stripe", PaymentState.UNKNOWN))
-    body = _stripe_event("evt_2", "payment_intent.succeeded", "pay_s2", "succeeded")
+    await _create(store, _payment("pay_733200000000000000000000", "stripe", PaymentState.UNKNOWN))
+    body = _stripe_event(
+        "evt_2", "payment_intent.succeeded", "pay_733200000000000000000000", "succeeded"
+    )
     if attack == "forged":
-        status = await _post_stripe(client, body, secret="whsec_guess")
+        status = await _post_stripe(client, body, secret_="whsec_a_guess_0000")
     elif attack == "tampered":
-        header = sign_timestamped("whsec_test", body)
+        header = sign_timestamped(WHSEC, body)
         tampered = body.replace(b"succeeded", b"succeeded ")
         status = (
             await client.post(
@@ -151,12 +163,72 @@ async def test_forged_tampered_stale_and_unsigned_stripe_events_are_refused(
         ).status
     elif attack == "stale":
         status = await _post_stripe(client, body, timestamp=int(time.time()) - 301)
+    elif attack == "non_ascii":
+        header = f"t={int(time.time())},v1=\u00e9\u00e9".encode().decode("latin-1")
+        status = (
+            await client.post("/webhooks/stripe", data=body, headers={"Stripe-Signature": header})
+        ).status
     else:
         status = (await client.post("/webhooks/stripe", data=body)).status
     assert status == 401
-    payment = await store.get_payment("pay_s2")
+    payment = await store.get_payment("pay_733200000000000000000000")
     assert payment is not None
     assert payment.state is PaymentState.UNKNOWN
+
+
+async def test_an_event_naming_another_acquirer_reference_changes_nothing(
+    setup: tuple[Client, MemoryStore],
+) -> None:
+    client, store = setup
+    payment = _payment("pay_733300000000000000000000", "stripe", PaymentState.UNKNOWN)
+    payment.attempts[0] = payment.attempts[0].model_copy(update={"acquirer_reference": "pi_ours"})
+    await _create(store, payment)
+    body = _stripe_event(
+        "evt_3",
+        "payment_intent.succeeded",
+        "pay_733300000000000000000000",
+        "succeeded",
+        "pi_theirs",
+    )
+    assert await _post_stripe(client, body) == 200
+    stored = await store.get_payment("pay_733300000000000000000000")
+    assert stored is not None
+    assert stored.state is PaymentState.UNKNOWN
+
+
+async def test_an_event_for_a_payment_never_sent_to_that_acquirer_changes_nothing(
+    setup: tuple[Client, MemoryStore],
+) -> None:
+    """A payment that failed with no acquirer recorded cannot be moved by anyone's events."""
+    client, store = setup
+    failed = _payment("pay_733400000000000000000000", "stripe", PaymentState.FAILED).model_copy(
+        update={"attempts": [], "acquirer": None, "failure_reason": "no_acquirer_available"}
+    )
+    await _create(store, failed)
+    body = _stripe_event(
+        "evt_4", "payment_intent.amount_capturable_updated", "pay_733400000000000000000000", "x"
+    )
+    assert await _post_stripe(client, body) == 200
+    stored = await store.get_payment("pay_733400000000000000000000")
+    assert stored is not None
+    assert stored.state is PaymentState.FAILED
+
+
+async def test_a_test_mode_acquirers_event_never_moves_a_live_payment(
+    setup: tuple[Client, MemoryStore],
+) -> None:
+    client, store = setup
+    await _create(
+        store,
+        _payment("pay_733500000000000000000000", "stripe", PaymentState.UNKNOWN, livemode=True),
+    )
+    body = _stripe_event(
+        "evt_5", "payment_intent.succeeded", "pay_733500000000000000000000", "succeeded"
+    )
+    assert await _post_stripe(client, body) == 200
+    stored = await store.get_payment("pay_733500000000000000000000")
+    assert stored is not None
+    assert stored.state is PaymentState.UNKNOWN
 
 
 def _adyen_item(code: str, reference: str, success: bool, value: int = 500) -> dict[str, Any]:
@@ -169,7 +241,7 @@ def _adyen_item(code: str, reference: str, success: bool, value: int = 500) -> d
         "eventCode": code,
         "success": "true" if success else "false",
     }
-    item["additionalData"] = {"hmacSignature": adyen_hmac(item, ADYEN_KEY)}
+    item["additionalData"] = {"hmacSignature": item_hmac(item, ADYEN_KEY)}
     return item
 
 
@@ -177,21 +249,42 @@ async def test_an_adyen_capture_notification_completes_the_async_capture(
     setup: tuple[Client, MemoryStore],
 ) -> None:
     client, store = setup
-    lock = OpLock(operation="capture", scope="s", amount=500, acquirer_key="pr_c")
-    await store.create_payment(_payment("pay_a1", "adyen", PaymentState.AUTHORIZED, op_lock=lock))
+    capture = OperationRecord(
+        id="cap_00" + "1" * 22,
+        operation=Operation.CAPTURE,
+        amount=500,
+        state=OperationState.PENDING,
+        attempt=Attempt(
+            acquirer="adyen",
+            acquirer_key="pr_c",
+            operation=Operation.CAPTURE,
+            started_ms=1,
+            outcome=AttemptOutcome.PENDING,
+            acquirer_reference="PSP-CAPTURE",
+        ),
+    )
+    payment = _payment(
+        "pay_613100000000000000000000", "adyen", PaymentState.AUTHORIZED, operations=[capture]
+    )
+    payment.capture = False
+    await _create(store, payment)
     body = orjson.dumps(
         {
             "live": "false",
             "notificationItems": [
-                {"NotificationRequestItem": _adyen_item("CAPTURE", "pay_a1", True)}
+                {
+                    "NotificationRequestItem": _adyen_item(
+                        "CAPTURE", "pay_613100000000000000000000", True
+                    )
+                }
             ],
         }
     )
     resp = await client.post("/webhooks/adyen", data=body)
     assert (resp.status, await resp.text()) == (200, "[accepted]")
-    payment = await store.get_payment("pay_a1")
-    assert payment is not None
-    assert (payment.state, payment.captured_amount, payment.op_lock) == (
+    stored = await store.get_payment("pay_613100000000000000000000")
+    assert stored is not None
+    assert (stored.state, stored.captured_amount, stored.open_operation()) == (
         PaymentState.CAPTURED,
         500,
         None,
@@ -202,59 +295,85 @@ async def test_one_bad_adyen_item_refuses_the_whole_batch(
     setup: tuple[Client, MemoryStore],
 ) -> None:
     client, store = setup
-    await store.create_payment(_payment("pay_a2", "adyen", PaymentState.PENDING))
-    good = _adyen_item("AUTHORISATION", "pay_a2", True)
-    bad = _adyen_item("AUTHORISATION", "pay_a2", True)
+    await _create(store, _payment("pay_613200000000000000000000", "adyen", PaymentState.PENDING))
+    good = _adyen_item("AUTHORISATION", "pay_613200000000000000000000", True)
+    bad = _adyen_item("AUTHORISATION", "pay_613200000000000000000000", True)
     bad["amount"]["value"] = 1  # changed after signing
     body = orjson.dumps(
         {"notificationItems": [{"NotificationRequestItem": good}, {"NotificationRequestItem": bad}]}
     )
     assert (await client.post("/webhooks/adyen", data=body)).status == 401
-    payment = await store.get_payment("pay_a2")
+    payment = await store.get_payment("pay_613200000000000000000000")
     assert payment is not None
     assert payment.state is PaymentState.PENDING
+
+
+@pytest.mark.parametrize("body", [b"[]", b'{"notificationItems": "abc"}', b"\xff"])
+async def test_a_malformed_adyen_delivery_is_400(
+    setup: tuple[Client, MemoryStore], body: bytes
+) -> None:
+    client, _ = setup
+    resp = await client.post("/webhooks/adyen", data=body)
+    assert resp.status == 400
+    assert resp.headers["Content-Type"].startswith("application/problem+json")
 
 
 async def test_a_checkout_refund_event_settles_the_refund_and_the_payment(
     setup: tuple[Client, MemoryStore],
 ) -> None:
     client, store = setup
-    await store.create_payment(
+    await _create(
+        store,
         _payment(
-            "pay_c1",
+            "pay_633100000000000000000000",
             "checkout",
             PaymentState.CAPTURED,
             captured_amount=1000,
-            refund_holds={"re_c1": 400},
-            refund_ids=["re_c1"],
-        )
+            refund_holds={"re_633100000000000000000000": 400},
+            refund_ids=["re_633100000000000000000000"],
+        ),
     )
-    await store.create_refund(
+    await _create(
+        store,
         RefundRecord(
-            id="re_c1",
-            payment_id="pay_c1",
-            caller="demo",
+            id="re_633100000000000000000000",
+            payment_id="pay_633100000000000000000000",
+            tenant="demo:test",
             amount=400,
             currency="EUR",
-            state=RefundState.PENDING,
+            state=OperationState.PENDING,
             acquirer="checkout",
-        )
+            attempt=Attempt(
+                acquirer="checkout",
+                acquirer_key="pr_r",
+                operation=Operation.REFUND,
+                started_ms=1,
+                outcome=AttemptOutcome.PENDING,
+                acquirer_reference="act_1",
+            ),
+            version=1,
+        ),
     )
     body = orjson.dumps(
         {
             "id": "evt_c1",
             "type": "payment_refunded",
-            "data": {"id": "ref_1", "reference": "re_c1", "amount": 400},
+            "data": {
+                "id": "ref_1",
+                "action_id": "act_1",
+                "reference": "re_633100000000000000000000",
+                "amount": 400,
+            },
         }
     )
-    signature = hmac.new(b"cko_secret", body, hashlib.sha256).hexdigest()
+    signature = hmac.new(CKO_SECRET.encode(), body, hashlib.sha256).hexdigest()
     resp = await client.post("/webhooks/checkout", data=body, headers={"Cko-Signature": signature})
     assert resp.status == 200
-    refund = await store.get_refund("re_c1")
-    payment = await store.get_payment("pay_c1")
+    refund = await store.get_refund("re_633100000000000000000000")
+    payment = await store.get_payment("pay_633100000000000000000000")
     assert refund is not None
     assert payment is not None
-    assert refund.state is RefundState.SUCCEEDED
+    assert refund.state is OperationState.SUCCEEDED
     assert (payment.state, payment.refunded_amount, payment.refund_holds) == (
         PaymentState.PARTIALLY_REFUNDED,
         400,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ from tests.helpers import (
     eventually,
     headers,
     make_config,
+    until,
 )
 
 Client = TestClient[Any, Any]
@@ -195,7 +197,7 @@ async def test_the_same_key_still_in_flight_is_409_with_retry_after(
     slow = {"mode": "latency", "latency_ms": 600, "count": 1}
     await client.session.put(f"{two_sandboxes[0].url}/_sandbox/faults", json=[slow])
     first = asyncio.create_task(_post(client, "/v1/payments", "k-1", SALE))
-    await asyncio.sleep(0.2)
+    assert await until(lambda: two_sandboxes[0].state.requests_seen == 1, seconds=5)
     status, body, hdrs = await _post(client, "/v1/payments", "k-1", SALE)
     assert (status, body["code"]) == (409, "idempotency_request_in_flight")
     assert int(hdrs["Retry-After"]) >= 1
@@ -306,7 +308,8 @@ async def test_a_request_outliving_its_lease_keeps_it_while_alive(
     router_factory: RouterFactory, two_sandboxes: tuple[SandboxServer, SandboxServer]
 ) -> None:
     """The lease is 1 s, the acquirer takes 2.5 s: the heartbeat keeps the
-    record ours, so a duplicate arriving after 1.5 s still waits (409)."""
+    record ours, so a duplicate arriving after the first lease ran out still
+    waits (409)."""
     a, b = two_sandboxes
     config = make_config(
         {"sandbox-a": a.url, "sandbox-b": b.url}, payments={"lease_s": 1, "deadline_s": 10}
@@ -317,8 +320,10 @@ async def test_a_request_outliving_its_lease_keeps_it_while_alive(
     }
     client = await router_factory(config.model_copy(update={"acquirers": acquirers}))
     a.state.faults.replace([FaultRule(mode=FaultMode.LATENCY, latency_ms=2500, count=1)])
+    claimed_at = time.time()
     first = asyncio.create_task(_post(client, "/v1/payments", "slow-1", SALE))
-    await asyncio.sleep(1.5)
+    assert await until(lambda: a.state.requests_seen == 1, seconds=5)
+    assert await until(lambda: time.time() > claimed_at + 1.2, seconds=5)  # lease 1 s is over
     status, body, _ = await _post(client, "/v1/payments", "slow-1", SALE)
     assert (status, body["code"]) == (409, "idempotency_request_in_flight")
     status, paid, _ = await first

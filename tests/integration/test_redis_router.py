@@ -11,7 +11,7 @@ from aiohttp.test_utils import TestClient
 from adapters.sandbox.server import SandboxServer
 from tests.conftest import RouterFactory
 from tests.helpers import AUTH, charges_by_reference, headers, make_config
-from tests.redis_procs import RedisCluster, RedisProcess
+from tests.procs.redis import RedisCluster, RedisProcess
 
 Client = TestClient[Any, Any]
 SALE = {"amount": 1299, "currency": "EUR", "payment_method": "tok_visa"}

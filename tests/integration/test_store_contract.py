@@ -1,4 +1,10 @@
-"""One contract, four deployments: memory, Redis, Redis Cluster, Redis Sentinel."""
+"""One contract, four deployments: memory, Redis, Redis Cluster, Redis Sentinel.
+
+The two atomic steps (claim, commit), the outbox they feed, and the
+guarantees the payment flows lean on: a lost reply re-run is recognised, an
+old owner can write nothing after a takeover, a record moves only from the
+version it was read at, and its change events come out in order.
+"""
 
 from __future__ import annotations
 
@@ -7,36 +13,46 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from router import redis_keys
-from router.idempotency.memory import MemoryStore
-from router.idempotency.protocol import (
-    AlreadyExists,
+from adapters.base import Operation
+from router.payments.records import (
+    Attempt,
+    PaymentRecord,
+    RefundRecord,
+    Source,
+    StoredResponse,
+    now_ms,
+)
+from router.payments.states import OperationState, PaymentState
+from router.store import keys
+from router.store.keys import DocKind, shard_of
+from router.store.memory import MemoryStore
+from router.store.protocol import (
+    AlreadySeen,
     Busy,
+    ChangeEvent,
     Claimed,
+    ClaimRequest,
+    Commit,
+    Committed,
+    Conflict,
+    Finish,
+    Lease,
     LeaseLost,
     Mismatch,
     Replay,
-    Store,
-    VersionConflict,
-    mutate_payment,
+    Write,
 )
-from router.idempotency.redis_store import RedisStore, client_from_url
-from router.records import Attempt, AttemptOutcome, PaymentRecord, StoredResponse, now_ms
-from router.states import PaymentState
-from tests.redis_procs import RedisCluster, RedisProcess
+from router.store.redis.client import client_from_url
+from router.store.redis.store import RedisStore
+from tests.procs.redis import RedisCluster, RedisProcess
 
 LEASE = 60_000
+PID = "pay_3a" + "0" * 22
+RID = "re_3a" + "1" * 22
+SHARD = shard_of(PID)
 RESPONSE = StoredResponse(status=201, body='{"id": "pay_1"}', headers={"Location": "/x"})
 
-
-def _attempt(acquirer: str = "a", outcome: AttemptOutcome | None = None) -> Attempt:
-    return Attempt(
-        acquirer=acquirer,
-        acquirer_key=f"pr_{acquirer}",
-        operation="sale",
-        started_ms=1,
-        outcome=outcome,
-    )
+Store = MemoryStore | RedisStore
 
 
 @pytest.fixture(params=["memory", "redis", "cluster", "sentinel"])
@@ -56,194 +72,274 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
     await redis_store.close()
 
 
-async def test_a_new_key_is_claimed_with_the_offered_resource_id(store: Store) -> None:
-    claim = await store.claim("s1", "fp", "owner-1", LEASE, "pay_1")
+def _payment(version: int = 1, state: PaymentState = PaymentState.PENDING) -> PaymentRecord:
+    return PaymentRecord(
+        id=PID,
+        tenant="t",
+        state=state,
+        amount=100,
+        currency="EUR",
+        capture=True,
+        attempts=[
+            Attempt(acquirer="a", acquirer_key="pr_a", operation=Operation.SALE, started_ms=1)
+        ],
+        created_ms=1,
+        updated_ms=1,
+        version=version,
+    )
+
+
+def _event(record: PaymentRecord | RefundRecord, previous: str | None = None) -> ChangeEvent:
+    kind = DocKind.PAYMENT if isinstance(record, PaymentRecord) else DocKind.REFUND
+    return ChangeEvent(
+        kind, record.id, record.version, str(record.state), previous, Source.LIVE, now_ms()
+    )
+
+
+def _claim(
+    owner: str = "owner-1", fp: str = "fp", lease: int = LEASE, **extra: object
+) -> ClaimRequest:
+    payment = _payment()
+    base: dict[str, object] = {
+        "scope": "s1",
+        "shard": SHARD,
+        "fingerprint": fp,
+        "owner": owner,
+        "lease_ms": lease,
+        "resource_id": PID,
+        "create": Write(payment, 0),
+        "create_event": _event(payment),
+        "read": ((DocKind.PAYMENT, PID),),
+    }
+    return ClaimRequest(**{**base, **extra})  # type: ignore[arg-type]
+
+
+def _complete(owner: str, response: StoredResponse = RESPONSE) -> Commit:
+    return Commit(shard=SHARD, lease=Lease("s1", owner, Finish.COMPLETE, response))
+
+
+async def test_a_new_key_is_claimed_and_its_payment_written_ahead_in_one_step(store: Store) -> None:
+    claim = await store.claim(_claim())
     assert isinstance(claim, Claimed)
-    assert (claim.record.resource_id, claim.taken_over) == ("pay_1", False)
+    assert (claim.resource_id, claim.fresh, claim.created, claim.taken_over) == (
+        PID,
+        True,
+        True,
+        False,
+    )
+    payment = await store.get_payment(PID)
+    assert payment == _payment()
 
 
 async def test_the_same_owner_claiming_again_after_a_lost_reply_is_still_the_owner(
     store: Store,
 ) -> None:
-    await store.claim("s1", "fp", "owner-1", LEASE, "pay_1")
-    again = await store.claim("s1", "fp", "owner-1", LEASE, "pay_other")
+    await store.claim(_claim())
+    again = await store.claim(_claim())
     assert isinstance(again, Claimed)
-    assert again.record.resource_id == "pay_1"
+    assert (again.resource_id, again.records[PID]) == (PID, _payment())
 
 
 async def test_another_owner_inside_the_lease_is_told_to_wait(store: Store) -> None:
-    await store.claim("s1", "fp", "owner-1", LEASE, "pay_1")
-    busy = await store.claim("s1", "fp", "owner-2", LEASE, "pay_2")
+    await store.claim(_claim())
+    busy = await store.claim(_claim("owner-2"))
     assert isinstance(busy, Busy)
     assert 0 < busy.retry_after_ms <= LEASE
 
 
 async def test_a_different_request_under_the_same_key_is_a_mismatch(store: Store) -> None:
-    await store.claim("s1", "fp", "owner-1", LEASE, "pay_1")
-    assert isinstance(await store.claim("s1", "other-fp", "owner-2", LEASE, "pay_2"), Mismatch)
+    await store.claim(_claim())
+    assert isinstance(await store.claim(_claim("owner-2", "other-fp")), Mismatch)
 
 
-async def test_a_completed_record_replays_its_response(store: Store) -> None:
-    await store.claim("s1", "fp", "owner-1", LEASE, "pay_1")
-    await store.complete("s1", "owner-1", RESPONSE)
-    replay = await store.claim("s1", "fp", "owner-2", LEASE, "pay_2")
+async def test_a_completed_record_replays_its_response_and_completes_once(store: Store) -> None:
+    await store.claim(_claim())
+    assert isinstance(await store.commit(_complete("owner-1")), Committed)
+    assert isinstance(await store.commit(_complete("owner-1")), Committed)  # a lost reply re-run
+    with pytest.raises(LeaseLost):
+        await store.commit(_complete("owner-1", RESPONSE.model_copy(update={"status": 500})))
+    replay = await store.claim(_claim("owner-2"))
     assert isinstance(replay, Replay)
     assert replay.response == RESPONSE
 
 
-async def test_completing_twice_with_the_same_response_is_idempotent(store: Store) -> None:
-    await store.claim("s1", "fp", "owner-1", LEASE, "pay_1")
-    await store.complete("s1", "owner-1", RESPONSE)
-    await store.complete("s1", "owner-1", RESPONSE)  # a retried command after a lost reply
-    with pytest.raises(LeaseLost):
-        await store.complete("s1", "owner-1", RESPONSE.model_copy(update={"status": 500}))
-
-
-async def test_an_expired_lease_is_taken_over_with_its_journal(store: Store) -> None:
-    await store.claim("s1", "fp", "dead", 1, "pay_1")
-    await store.write_attempt("s1", "dead", _attempt("b"), 1)
+async def test_an_expired_lease_is_taken_over_with_its_records(store: Store) -> None:
+    await store.claim(_claim("dead", lease=1))
     await asyncio.sleep(0.05)
-    claim = await store.claim("s1", "fp", "owner-2", LEASE, "pay_2")
+    claim = await store.claim(_claim("owner-2"))
     assert isinstance(claim, Claimed)
-    assert claim.taken_over
-    assert claim.record.resource_id == "pay_1"
-    assert [a.acquirer for a in claim.record.attempts] == ["b"]
-    assert claim.record.open_attempt() == (0, _attempt("b"))
+    assert (claim.taken_over, claim.fresh, claim.created) == (True, False, False)
+    assert claim.resource_id == PID
+    payment = claim.records[PID]
+    assert isinstance(payment, PaymentRecord)
+    assert payment.open_attempt() == (0, payment.attempts[0])
 
 
-async def test_after_a_takeover_the_old_owner_can_neither_journal_nor_complete(
-    store: Store,
-) -> None:
-    await store.claim("s1", "fp", "dead", 1, "pay_1")
+async def test_after_a_takeover_the_old_owner_can_write_nothing(store: Store) -> None:
+    await store.claim(_claim("dead", lease=1))
     await asyncio.sleep(0.05)
-    await store.claim("s1", "fp", "owner-2", LEASE, "pay_1")
+    await store.claim(_claim("owner-2"))
+    newer = _payment(2, PaymentState.AUTHORIZED)
     with pytest.raises(LeaseLost):
-        await store.write_attempt("s1", "dead", _attempt(), LEASE)
+        await store.commit(
+            Commit(shard=SHARD, writes=(Write(newer, 1),), lease=Lease("s1", "dead"))
+        )
     with pytest.raises(LeaseLost):
-        await store.settle_attempt("s1", "dead", 0, _attempt())
-    with pytest.raises(LeaseLost):
-        await store.complete("s1", "dead", RESPONSE)
+        await store.commit(_complete("dead"))
+    assert await store.get_payment(PID) == _payment()
 
 
-async def test_journal_lines_are_written_ahead_and_settled_in_place(store: Store) -> None:
-    await store.claim("s1", "fp", "o", LEASE, "pay_1")
-    index = await store.write_attempt("s1", "o", _attempt("a"), LEASE)
-    assert index == 0
-    assert index == await store.write_attempt("s1", "o", _attempt("a"), LEASE)  # lost reply
-    await store.settle_attempt("s1", "o", 0, _attempt("a", AttemptOutcome.NOT_PROCESSED))
-    assert await store.write_attempt("s1", "o", _attempt("b"), LEASE) == 1
-    record = await store.get_idem("s1")
-    assert record is not None
-    assert [(a.acquirer, a.outcome) for a in record.attempts] == [
-        ("a", AttemptOutcome.NOT_PROCESSED),
-        ("b", None),
-    ]
+async def test_a_record_moves_only_from_the_version_it_was_read_at(store: Store) -> None:
+    await store.claim(_claim())
+    newer = _payment(2, PaymentState.AUTHORIZED)
+    commit = Commit(shard=SHARD, writes=(Write(newer, 1),), events=(_event(newer, "pending"),))
+    assert isinstance(await store.commit(commit), Committed)
+    assert isinstance(await store.commit(commit), Committed)  # the same commit re-run: done
+    stale = _payment(2, PaymentState.DECLINED)
+    assert isinstance(await store.commit(Commit(shard=SHARD, writes=(Write(stale, 1),))), Conflict)
+    assert await store.get_payment(PID) == newer
+
+
+async def test_a_payment_and_its_refund_are_written_together(store: Store) -> None:
+    await store.claim(_claim())
+    payment = _payment(2, PaymentState.CAPTURED)
+    payment.refund_holds = {RID: 40}
+    refund = RefundRecord(
+        id=RID,
+        payment_id=PID,
+        tenant="t",
+        amount=40,
+        currency="EUR",
+        state=OperationState.PENDING,
+        acquirer="a",
+        created_ms=1,
+        updated_ms=1,
+        version=1,
+    )
+    commit = Commit(
+        shard=SHARD,
+        writes=(Write(payment, 1), Write(refund, 0)),
+        events=(_event(payment, "pending"), _event(refund)),
+    )
+    assert isinstance(await store.commit(commit), Committed)
+    assert await store.get_refund(RID) == refund
+    assert await store.get_payment(PID) == payment
+    other = refund.model_copy(update={"amount": 41})
+    assert isinstance(
+        await store.commit(Commit(shard=SHARD, writes=(Write(other, 0),))), Conflict
+    )  # a refund is created once
 
 
 async def test_release_hands_the_record_on_with_its_resource_id(store: Store) -> None:
-    await store.claim("s1", "fp", "o", LEASE, "pay_1")
-    await store.write_attempt("s1", "o", _attempt("a", AttemptOutcome.NOT_PROCESSED), LEASE)
-    await store.release("s1", "o")
-    claim = await store.claim("s1", "fp", "o2", LEASE, "pay_2")
+    await store.claim(_claim())
+    await store.commit(Commit(shard=SHARD, lease=Lease("s1", "owner-1", Finish.RELEASE)))
+    claim = await store.claim(_claim("owner-2"))
     assert isinstance(claim, Claimed)
-    assert claim.record.resource_id == "pay_1"
-    assert len(claim.record.attempts) == 1
+    assert (claim.resource_id, claim.taken_over) == (PID, False)
 
 
 async def test_many_concurrent_claims_have_exactly_one_winner(store: Store) -> None:
-    results = await asyncio.gather(
-        *(store.claim("race", "fp", f"owner-{i}", LEASE, f"pay_{i}") for i in range(40))
-    )
+    results = await asyncio.gather(*(store.claim(_claim(f"owner-{i}")) for i in range(40)))
     assert sum(isinstance(r, Claimed) for r in results) == 1
     assert sum(isinstance(r, Busy) for r in results) == 39
 
 
-def _payment(pid: str = "pay_1") -> PaymentRecord:
-    return PaymentRecord(
-        id=pid, caller="c", state=PaymentState.PENDING, amount=100, currency="EUR", capture=True
+async def test_only_the_live_owner_can_extend_its_lease(store: Store) -> None:
+    await store.claim(_claim(lease=50))
+    assert await store.extend_lease(SHARD, "s1", "owner-1", LEASE)
+    busy = await store.claim(_claim("other"))
+    assert isinstance(busy, Busy)
+    assert busy.retry_after_ms > 1000  # pushed well past the first 50 ms
+    assert not await store.extend_lease(SHARD, "s1", "other", LEASE)
+    await store.commit(_complete("owner-1"))
+    assert not await store.extend_lease(SHARD, "s1", "owner-1", LEASE)
+
+
+async def test_a_webhook_event_is_applied_once(store: Store) -> None:
+    await store.claim(_claim())
+    newer = _payment(2, PaymentState.CAPTURED)
+    first = Commit(shard=SHARD, writes=(Write(newer, 1),), seen="evt-digest")
+    assert isinstance(await store.commit(first), Committed)
+    later = Commit(shard=SHARD, writes=(Write(_payment(3), 2),), seen="evt-digest")
+    assert isinstance(await store.commit(later), AlreadySeen)
+
+
+async def test_change_events_come_out_of_the_outbox_in_order_until_acknowledged(
+    store: Store,
+) -> None:
+    await store.claim(_claim())
+    newer = _payment(2, PaymentState.CAPTURED)
+    await store.commit(
+        Commit(shard=SHARD, writes=(Write(newer, 1),), events=(_event(newer, "pending"),))
     )
+    entries = await store.read("ledger", "c1", 10, 0)
+    assert [(e.event.version, e.event.state, e.event.previous_state) for e in entries] == [
+        (1, "pending", None),
+        (2, "captured", "pending"),
+    ]
+    assert PaymentRecord.model_validate_json(entries[1].record) == newer
+    assert await store.backlog("ledger") == 2
+    assert await store.read("webhooks", "c1", 10, 0) != []  # each group reads everything
+    await store.ack("ledger", entries[:1])
+    assert await store.backlog("ledger") == 1
+    await asyncio.sleep(0.02)
+    stale = await store.claim_stale("ledger", "c2", 10, 10)
+    assert [e.event.version for e in stale] == [2]
 
 
-async def test_payments_are_created_once_and_replaced_by_version(store: Store) -> None:
-    await store.create_payment(_payment())
-    with pytest.raises(AlreadyExists):
-        await store.create_payment(_payment())
-    current = await store.get_payment("pay_1")
-    assert current is not None
-    newer = current.model_copy(update={"state": PaymentState.AUTHORIZED, "version": 1})
-    await store.replace_payment(newer, 0)
-    with pytest.raises(VersionConflict):
-        await store.replace_payment(newer.model_copy(update={"version": 1}), 0)
-    stored = await store.get_payment("pay_1")
-    assert stored is not None
-    assert (stored.state, stored.version) == (PaymentState.AUTHORIZED, 1)
-
-
-async def test_concurrent_mutations_of_one_payment_all_apply(store: Store) -> None:
-    await store.create_payment(_payment())
-
-    def add_one(p: PaymentRecord) -> PaymentRecord:
-        p.captured_amount += 1
-        return p
-
-    await asyncio.gather(*(mutate_payment(store, "pay_1", add_one) for _ in range(20)))
-    final = await store.get_payment("pay_1")
-    assert final is not None
-    assert final.captured_amount == 20
-
-
-async def test_unresolved_items_come_back_when_due(store: Store) -> None:
+async def test_reconciliation_items_come_back_when_due_and_are_held(store: Store) -> None:
     now = now_ms()
-    await store.mark_unresolved("payment:late", now + 60_000)
-    await store.mark_unresolved("payment:due", now - 1)
-    assert await store.due_unresolved(now, 10) == ["payment:due"]
-    await store.clear_unresolved("payment:due")
-    assert await store.due_unresolved(now, 10) == []
+    await store.commit(
+        Commit(shard=SHARD, reconcile=(("payment:late", now + 60_000), ("payment:due", now - 1)))
+    )
+    assert await store.due(SHARD, now, 30_000, 10) == ["payment:due"]
+    assert await store.due(SHARD, now, 30_000, 10) == []  # held by whoever took it
+    await store.commit(Commit(shard=SHARD, reconcile=(("payment:due", None),)))
+    assert await store.due(SHARD, now + 40_000, 30_000, 10) == []
+
+
+async def test_a_restored_record_never_overwrites_one_in_the_store(store: Store) -> None:
+    assert await store.restore(_payment(5, PaymentState.CAPTURED))
+    assert not await store.restore(_payment(3, PaymentState.AUTHORIZED))
+    stored = await store.get_payment(PID)
+    assert stored is not None
+    assert (stored.version, stored.state) == (5, PaymentState.CAPTURED)
 
 
 async def test_every_redis_key_expires(redis_server: RedisProcess) -> None:
-    store = RedisStore(client_from_url(redis_server.url), ttl_ms=90_000)
+    store = RedisStore(client_from_url(redis_server.url), ttl_ms=90_000, record_ttl_ms=120_000)
     try:
-        await store.claim("s1", "fp", "o", LEASE, "pay_1")
-        await store.write_attempt("s1", "o", _attempt(), LEASE)
-        await store.complete("s1", "o", RESPONSE)
-        await store.create_payment(_payment())
-        for key in (redis_keys.idem("s1"), redis_keys.attempts("s1"), redis_keys.payment("pay_1")):
+        await store.claim(_claim())
+        await store.commit(
+            Commit(
+                shard=SHARD,
+                writes=(Write(_payment(2), 1),),
+                events=(_event(_payment(2), "pending"),),
+                reconcile=(("payment:x", now_ms()),),
+                seen="evt",
+                lease=Lease("s1", "owner-1", Finish.COMPLETE, RESPONSE),
+            )
+        )
+        for key in await store.client.keys("*"):
             ttl = await store.client.pttl(key)
-            assert 0 < ttl <= 90_000, key
+            assert 0 < ttl <= 120_000, key
     finally:
         await store.close()
 
 
-async def test_each_records_keys_share_one_cluster_slot(redis_cluster: RedisCluster) -> None:
+async def test_all_keys_of_one_payment_share_one_cluster_slot(redis_cluster: RedisCluster) -> None:
     client = client_from_url(redis_cluster.url)
     try:
-        slots = {
-            await client.cluster_keyslot(k)
-            for k in (redis_keys.idem("abc"), redis_keys.attempts("abc"))
-        }
+        names = (
+            keys.idem(SHARD, "scope"),
+            keys.doc(DocKind.PAYMENT, PID),
+            keys.doc(DocKind.REFUND, RID),
+            keys.outbox(SHARD),
+            keys.unresolved(SHARD),
+            keys.seen(SHARD, "digest"),
+            keys.placeholder(SHARD),
+        )
+        slots = {await client.cluster_keyslot(name) for name in names}
         assert len(slots) == 1
     finally:
         await client.aclose()
-
-
-async def test_completion_settles_the_last_journal_line_in_the_same_step(store: Store) -> None:
-    await store.claim("s1", "fp", "o", LEASE, "pay_1")
-    index = await store.write_attempt("s1", "o", _attempt("a"), LEASE)
-    settled = _attempt("a", AttemptOutcome.APPROVED)
-    await store.complete("s1", "o", RESPONSE, (index, settled))
-    record = await store.get_idem("s1")
-    assert record is not None
-    assert record.attempts == [settled]
-    assert record.response == RESPONSE
-
-
-async def test_only_the_live_owner_can_extend_its_lease(store: Store) -> None:
-    await store.claim("s1", "fp", "o", 50, "pay_1")
-    assert await store.extend_lease("s1", "o", LEASE)
-    busy = await store.claim("s1", "fp", "other", LEASE, "pay_2")
-    assert isinstance(busy, Busy)
-    assert busy.retry_after_ms > 1000  # pushed well past the first 50 ms
-    assert not await store.extend_lease("s1", "other", LEASE)
-    await store.complete("s1", "o", RESPONSE)
-    assert not await store.extend_lease("s1", "o", LEASE)

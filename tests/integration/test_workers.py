@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -12,8 +11,17 @@ from typing import Any
 import aiohttp
 import yaml
 
-from tests.helpers import DEMO_KEY, ROOT, charges_by_reference, headers, sha, spawn_router
-from tests.redis_procs import RedisProcess, free_port
+from tests.helpers import (
+    DEMO_KEY,
+    ROOT,
+    charges_by_reference,
+    headers,
+    sha,
+    spawn_router,
+    stop_router,
+)
+from tests.procs.net import free_port
+from tests.procs.redis import RedisProcess
 
 SALE = {"amount": 500, "currency": "EUR", "payment_method": "tok_visa"}
 
@@ -40,7 +48,7 @@ async def test_two_workers_share_one_port_and_one_journal(
     sandbox = await sandbox_factory("sandbox-a")
     config = _config(
         tmp_path / "r.yaml",
-        {"kind": "redis", "url": redis_server.url},
+        {"kind": "redis", "url": redis_server.url, "id_secret": {"env": "PAYROUTER_ID_SECRET"}},
         {"sandbox-a": {"kind": "sandbox", "base_url": sandbox.url}},
     )
     port = free_port()
@@ -73,8 +81,7 @@ async def test_two_workers_share_one_port_and_one_journal(
         assert charges_by_reference({"events": sandbox.state.ledger}) == dict.fromkeys(ids, 1)
         assert len(ids) == 10
     finally:
-        parent.send_signal(signal.SIGTERM)
-        assert await asyncio.to_thread(parent.wait, 15) == 0
+        assert await stop_router(parent) == 0
 
 
 def test_workers_refuse_a_config_they_cannot_share(tmp_path: Path) -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 
-from benchmarks.report import double_charges, percentile
+from benchmarks.checks import double_charges
+from benchmarks.report import percentile
 
 
 def test_percentiles_use_the_nearest_rank() -> None:

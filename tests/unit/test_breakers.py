@@ -4,19 +4,32 @@ a decline nor a cancellation moves it."""
 from __future__ import annotations
 
 import asyncio
+import functools
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from adapters.base import (
-    AcquirerResult,
-    IntegrationError,
-    NotProcessed,
-    OutcomeUnknown,
-    ResultStatus,
-)
-from router.breakers import AcquirerBreaker
+from adapters.base import AcquirerResult, ResultStatus
+from adapters.declines import Decline, DeclineCode
+from adapters.errors import BreakerOpen, IntegrationError, NotProcessed, OutcomeUnknown
+from router.routing.breakers import AcquirerBreaker
 
-DECLINE = AcquirerResult(ResultStatus.DECLINED, decline_code="do_not_honor")
+DECLINE = AcquirerResult(
+    ResultStatus.DECLINED, decline=Decline(DeclineCode.DO_NOT_HONOR, "do_not_honor")
+)
+
+
+class Clock:
+    """Real time plus whatever the test has moved on (pybreaker stamps real time)."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta()
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += timedelta(seconds=seconds)
 
 
 async def _fail(exc: Exception) -> AcquirerResult:
@@ -44,9 +57,8 @@ async def test_it_opens_after_fail_max_failures_and_then_refuses_without_calling
         called = True
         return DECLINE
 
-    with pytest.raises(NotProcessed) as caught:
+    with pytest.raises(BreakerOpen):
         await breaker.call(would_call)
-    assert caught.value.reason == "breaker_open"
     assert not called
 
 
@@ -70,14 +82,17 @@ async def test_only_configured_failures_count() -> None:
     breaker = AcquirerBreaker("x", fail_max=1, counted=("outcome_unknown",))
     for exc in (NotProcessed("x", "r"), IntegrationError("x", "auth")):
         with pytest.raises(type(exc)):
-            await breaker.call(lambda e=exc: _fail(e))
+            await breaker.call(functools.partial(_fail, exc))
     assert breaker.state == "closed"
 
 
 async def test_after_the_reset_timeout_exactly_one_probe_runs_at_a_time() -> None:
-    breaker = AcquirerBreaker("x", fail_max=1, reset_timeout_s=0.05)
+    clock = Clock()
+    breaker = AcquirerBreaker("x", fail_max=1, reset_timeout_s=30, clock=clock)
     await _trip(breaker, 1)
-    await asyncio.sleep(0.06)
+    with pytest.raises(BreakerOpen):
+        await breaker.call(_decline)
+    clock.advance(31)
     release = asyncio.Event()
 
     async def slow_probe() -> AcquirerResult:
@@ -87,7 +102,7 @@ async def test_after_the_reset_timeout_exactly_one_probe_runs_at_a_time() -> Non
     probe = asyncio.create_task(breaker.call(slow_probe))
     await asyncio.sleep(0)
     assert breaker.state == "half-open"
-    with pytest.raises(NotProcessed) as caught:
+    with pytest.raises(BreakerOpen) as caught:
         await breaker.call(_decline)
     assert caught.value.reason == "breaker_probe_in_flight"
     release.set()
@@ -96,32 +111,40 @@ async def test_after_the_reset_timeout_exactly_one_probe_runs_at_a_time() -> Non
 
 
 async def test_a_failed_probe_opens_it_again() -> None:
-    breaker = AcquirerBreaker("x", fail_max=1, reset_timeout_s=0.05)
+    clock = Clock()
+    breaker = AcquirerBreaker("x", fail_max=1, reset_timeout_s=30, clock=clock)
     await _trip(breaker, 1)
-    await asyncio.sleep(0.06)
+    clock.advance(31)
     await _trip(breaker, 1)
     assert breaker.state == "open"
+    with pytest.raises(BreakerOpen):
+        await breaker.call(_decline)
 
 
 async def test_cancellation_neither_counts_nor_closes() -> None:
-    breaker = AcquirerBreaker("x", fail_max=2, reset_timeout_s=0.05)
+    clock = Clock()
+    breaker = AcquirerBreaker("x", fail_max=2, reset_timeout_s=30, clock=clock)
     await _trip(breaker, 1)
 
+    started = asyncio.Event()
+
     async def hang() -> AcquirerResult:
-        await asyncio.sleep(10)
+        started.set()
+        await asyncio.Event().wait()
         raise AssertionError
 
     task = asyncio.create_task(breaker.call(hang))
-    await asyncio.sleep(0.01)
+    await started.wait()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
     assert (breaker.state, breaker.fail_counter) == ("closed", 1)
 
     await _trip(breaker, 1)  # now open
-    await asyncio.sleep(0.06)
+    clock.advance(31)
+    started.clear()
     probe = asyncio.create_task(breaker.call(hang))
-    await asyncio.sleep(0.01)
+    await started.wait()
     assert breaker.state == "half-open"
     probe.cancel()
     with pytest.raises(asyncio.CancelledError):

@@ -29,8 +29,17 @@ def test_config_validate_reports_path_and_reason_with_exit_2(
 def test_config_explain_prints_the_rule_and_the_order(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for name in ("PAYROUTER_REDIS_PASSWORD", "SANDBOX_EU_KEY", "SANDBOX_US_KEY"):
-        monkeypatch.setenv(name, "x")
+    for name in (
+        "PAYROUTER_REDIS_PASSWORD",
+        "PAYROUTER_ID_SECRET",
+        "SANDBOX_EU_KEY",
+        "SANDBOX_US_KEY",
+        "CHECKOUT_KEY_SHA256",
+        "SUBSCRIPTIONS_KEY_SHA256",
+        "ADMIN_KEY_SHA256",
+        "PAYROUTER_DB_PASSWORD",
+    ):
+        monkeypatch.setenv(name, "ab" * 32)
     payment = tmp_path / "p.json"
     payment.write_text('{"amount": 250000, "currency": "EUR", "payment_method": "tok_visa"}')
     config = DEMO_CONFIG.parent / "production.example.yaml"

@@ -6,7 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from adapters.sandbox.settings import SandboxSettings
 from router.config import DEMO_CONFIG, ConfigError, load_config, parse_config
+from router.known_keys import DEMO_API_KEY
+from tests.helpers import sha
 
 BASE = """
 callers:
@@ -27,14 +30,17 @@ def _config(extra: str = "") -> str:
 
 def test_the_embedded_demo_config_is_valid() -> None:
     config = load_config(DEMO_CONFIG)
+    assert config.callers["demo"].keys[0].sha256 == sha(DEMO_API_KEY)  # the README's key
     assert config.store.kind == "memory"
     assert all(a.embedded for a in config.acquirers.values())
 
 
 def test_secrets_are_read_from_the_environment() -> None:
-    config = parse_config(_config("    api_key: {env: ACQ_A_KEY}"), environ={"ACQ_A_KEY": "s3cr3t"})
+    config = parse_config(
+        _config("    api_key: {env: ACQ_A_KEY}"), environ={"ACQ_A_KEY": "s3cr3t-sandbox-key"}
+    )
     assert config.acquirers["a"].api_key is not None
-    assert config.acquirers["a"].api_key.get() == "s3cr3t"
+    assert config.acquirers["a"].api_key.get() == "s3cr3t-sandbox-key"
     assert "s3cr3t" not in repr(config)
 
 
@@ -84,9 +90,97 @@ def test_embedded_sandboxes_take_fault_rules_from_config() -> None:
         "    embedded: true\n    faults: [{mode: unavailable, rate: 0.5}]\n",
     )
     config = parse_config(text, environ={})
-    assert config.acquirers["a"].faults[0].rate == 0.5
+    settings = config.acquirers["a"]
+    assert isinstance(settings, SandboxSettings)
+    assert settings.faults[0].rate == 0.5
 
 
 def test_fault_rules_on_a_remote_acquirer_are_refused() -> None:
     with pytest.raises(ConfigError, match="faults apply only to embedded sandbox"):
         parse_config(_config("    faults: [{mode: unavailable}]"), environ={})
+
+
+# ------------------------------------------------ secrets and keys (issue 12)
+
+LIVE_ACQUIRER = """
+  live:
+    kind: stripe
+    base_url: https://api.stripe.invalid
+    test_mode: false
+    api_key: {env: STRIPE_KEY}
+"""
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [("", "is empty"), ("short", "shorter than 16 characters")],
+)
+def test_an_empty_or_short_webhook_secret_is_a_config_error_naming_the_field(
+    value: str, reason: str
+) -> None:
+    text = _config("    webhook_secret: {env: WHSEC}")
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, "x.yaml", environ={"WHSEC": value})
+    assert "x.yaml: acquirers.a.webhook_secret" in str(caught.value)
+    assert reason in str(caught.value)
+
+
+def test_an_empty_api_key_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match=r"acquirers\.a\.api_key: .*ACQ_KEY is empty"):
+        parse_config(_config("    api_key: {env: ACQ_KEY}"), "x.yaml", environ={"ACQ_KEY": ""})
+
+
+def _live(callers: str, extra: str = "") -> str:
+    return f"""
+server:
+  metrics: {{port: 9100}}
+callers:
+{callers}
+acquirers:
+{LIVE_ACQUIRER}
+routing:
+  default: [live]
+{extra}
+"""
+
+
+@pytest.mark.parametrize(
+    ("callers", "extra", "path"),
+    [
+        (f'  c: {{api_key_sha256: ["{sha("sk_test_demo")}"]}}', "", "callers.c.keys[0].sha256"),
+        (f'  c: {{api_key_sha256: ["{sha("foo")}"]}}', "", "callers.c.keys[0].sha256"),
+        (
+            f'  c: {{api_key_sha256: ["{sha("a-long-random-caller-key")}"]}}',
+            f'admin: {{api_key_sha256: ["{sha("bar")}"]}}',
+            "admin.api_key_sha256[0]",
+        ),
+    ],
+    ids=["demo-key", "foo", "admin-bar"],
+)
+def test_a_live_config_refuses_known_keys_naming_the_field(
+    callers: str, extra: str, path: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(_live(callers, extra), "x.yaml", environ={"STRIPE_KEY": "sk_live_0123456789"})
+    assert path in str(caught.value)
+    assert "known key" in str(caught.value)
+
+
+def test_a_test_only_config_may_use_the_demo_key() -> None:
+    config = parse_config(_config(), "x.yaml", environ={})
+    assert not config.live
+
+
+def test_a_live_config_may_not_serve_metrics_beside_the_api() -> None:
+    text = _live(f'  c: {{api_key_sha256: ["{sha("a-long-random-caller-key")}"]}}')
+    text = text.replace("  metrics: {port: 9100}", "  port: 8080")
+    with pytest.raises(ConfigError, match=r"server\.metrics"):
+        parse_config(text, "x.yaml", environ={"STRIPE_KEY": "sk_live_0123456789"})
+
+
+def test_key_hashes_may_come_from_the_environment() -> None:
+    text = _config().replace(f'["{"0" * 64}"]', "[{env: CALLER_KEY_SHA256}]")
+    config = parse_config(text, "x.yaml", environ={"CALLER_KEY_SHA256": sha("k")})
+    assert config.callers["demo"].keys[0].sha256 == sha("k")
+    with pytest.raises(ConfigError, match=r"callers\.demo"):
+        parse_config(text, "x.yaml", environ={"CALLER_KEY_SHA256": "not-a-hash"})

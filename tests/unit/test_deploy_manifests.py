@@ -14,7 +14,7 @@ import yaml
 from prometheus_client import generate_latest
 
 from router.config import parse_config
-from router.metrics import Metrics
+from router.telemetry.metrics import Metrics
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 
@@ -22,9 +22,12 @@ DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 def _k8s() -> dict[str, dict[str, Any]]:
     docs: dict[str, dict[str, Any]] = {}
     for path in sorted((DEPLOY / "k8s").glob("*.yaml")):
+        if path.name == "kustomization.yaml":
+            continue
         for doc in yaml.safe_load_all(path.read_text()):
             assert {"apiVersion", "kind", "metadata"} <= set(doc), path
-            docs[doc["kind"]] = doc
+            docs.setdefault(doc["kind"], doc)  # the router's, for the kinds it has
+            docs[f"{doc['kind']}/{doc['metadata']['name']}"] = doc
     return docs
 
 
@@ -40,8 +43,30 @@ def test_every_kind_an_operator_needs_is_there(k8s: dict[str, dict[str, Any]]) -
         "PodDisruptionBudget",
         "HorizontalPodAutoscaler",
         "ConfigMap",
-        "Secret",
+        "Deployment/payrouter-drainer",
+        "Job/payrouter-db-migrate",
     } <= set(k8s)
+
+
+def test_the_drainer_and_the_migration_run_the_image_on_the_same_config_and_secrets(
+    k8s: dict[str, dict[str, Any]],
+) -> None:
+    config = _configmap_config(k8s)
+    assert config.ledger is not None
+    assert (config.ledger.kind, config.ledger.drain) == ("postgres", "external")
+    router = k8s["Deployment/payrouter"]["spec"]["template"]["spec"]["containers"][0]
+    for name, command in (
+        ("Deployment/payrouter-drainer", ["drain"]),
+        ("Job/payrouter-db-migrate", ["db", "migrate"]),
+    ):
+        pod = k8s[name]["spec"]["template"]["spec"]
+        container = pod["containers"][0]
+        assert container["args"][: len(command)] == command
+        assert container["args"][-2:] == ["--config", "/etc/payrouter/router.yaml"]
+        assert container["image"] == router["image"]
+        assert container["envFrom"] == router["envFrom"]
+        assert pod["volumes"] == k8s["Deployment/payrouter"]["spec"]["template"]["spec"]["volumes"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
 
 
 def test_the_deployment_probes_runs_unprivileged_and_drains_in_flight_calls(
@@ -81,20 +106,64 @@ def _env_names(text: str) -> set[str]:
 
 def _configmap_config(k8s: dict[str, dict[str, Any]]) -> Any:
     text = k8s["ConfigMap"]["data"]["router.yaml"]
-    return parse_config(text, "configmap", environ=dict.fromkeys(_env_names(text), "x"))
+    return parse_config(text, "configmap", environ=dict.fromkeys(_env_names(text), "ab" * 32))
 
 
-def test_the_configmap_validates_and_every_secret_it_names_is_provided(
+def test_the_configmap_validates_and_every_secret_it_names_is_generated(
     k8s: dict[str, dict[str, Any]],
 ) -> None:
     text = k8s["ConfigMap"]["data"]["router.yaml"]
     config = _configmap_config(k8s)
     assert config.store.kind == "redis"
-    provided = set(k8s["Secret"]["stringData"])
-    assert _env_names(text) <= provided
-    assert all(value == "" for value in k8s["Secret"]["stringData"].values())  # names only
+    assert "Secret" not in k8s  # no secret ships, not even an empty one
+    kustomization = yaml.safe_load((DEPLOY / "k8s" / "kustomization.yaml").read_text())
+    listed = set(kustomization["resources"])
+    assert listed == {p.name for p in (DEPLOY / "k8s").glob("*.yaml")} - {"kustomization.yaml"}
+    (generated,) = kustomization["secretGenerator"]
+    assert generated["envs"] == ["secrets.env"]
+    assert not (DEPLOY / "k8s" / "secrets.env").exists()
+    documented = set(
+        re.findall(
+            r"^#\s+([A-Z][A-Z0-9_]+)\s", (DEPLOY / "k8s" / "kustomization.yaml").read_text(), re.M
+        )
+    )
+    assert _env_names(text) == documented
     env_from = k8s["Deployment"]["spec"]["template"]["spec"]["containers"][0]["envFrom"]
-    assert {"secretRef": {"name": k8s["Secret"]["metadata"]["name"]}} in env_from
+    assert {"secretRef": {"name": generated["name"]}} in env_from
+
+
+def test_metrics_are_scraped_on_their_own_port_which_the_service_does_not_expose(
+    k8s: dict[str, dict[str, Any]],
+) -> None:
+    config = _configmap_config(k8s)
+    template = k8s["Deployment"]["spec"]["template"]
+    assert template["metadata"]["annotations"]["prometheus.io/port"] == str(
+        config.server.metrics.port
+    )
+    service_ports = {p["targetPort"] for p in k8s["Service"]["spec"]["ports"]}
+    assert service_ports == {"http"}
+
+
+def _shipped_configs() -> list[Path]:
+    root = DEPLOY.parent
+    return [root / "config" / "production.example.yaml", DEPLOY / "compose" / "router.yaml"]
+
+
+def test_no_shipped_config_carries_a_usable_key() -> None:
+    """Only the demo's test key is ever written out, and only in configs whose
+    every acquirer is a sandbox: nothing a live deployment could accept."""
+    from router.known_keys import DEMO_API_KEY, _sha256
+
+    texts = [p.read_text() for p in _shipped_configs()]
+    texts.append(
+        yaml.safe_load((DEPLOY / "k8s" / "configmap.yaml").read_text())["data"]["router.yaml"]
+    )
+    for text in texts:
+        for found in re.findall(r"\b[0-9a-f]{64}\b", text):
+            assert found == _sha256(DEMO_API_KEY), found
+            config = parse_config(text, "x", environ=dict.fromkeys(_env_names(text), "ab" * 32))
+            assert not config.live
+            assert {a.kind for a in config.acquirers.values()} == {"sandbox"}
 
 
 def test_compose_runs_two_routers_on_a_durable_redis_with_monitoring() -> None:
@@ -104,6 +173,9 @@ def test_compose_runs_two_routers_on_a_durable_redis_with_monitoring() -> None:
         "router-1",
         "router-2",
         "redis",
+        "postgres",
+        "migrate",
+        "drainer",
         "sandbox-a",
         "sandbox-b",
         "prometheus",
@@ -121,7 +193,11 @@ def test_compose_runs_two_routers_on_a_durable_redis_with_monitoring() -> None:
         source = volume.split(":")[0]
         assert (DEPLOY / "compose" / source).resolve().exists(), source
     router_config = (DEPLOY / "compose" / "router.yaml").read_text()
-    parsed = parse_config(router_config, "compose router.yaml", environ={})
+    compose_env = services["router-1"]["environment"]
+    assert _env_names(router_config) <= set(compose_env)
+    parsed = parse_config(
+        router_config, "compose router.yaml", environ=dict.fromkeys(compose_env, "ab" * 32)
+    )
     assert set(parsed.acquirers) == {"sandbox-a", "sandbox-b"}
     urls = {a.base_url for a in parsed.acquirers.values()}
     assert urls == {"http://sandbox-a:9101", "http://sandbox-b:9102"}

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from router.health import AcquirerHealth, HealthPolicy
+import pytest
+
+from adapters.settings import HealthSettings as HealthPolicy
+from router.routing.health import AcquirerHealth
 
 
 def test_fall_failures_in_a_row_take_it_out_and_rise_successes_bring_it_back() -> None:
@@ -24,11 +27,12 @@ def test_fall_failures_in_a_row_take_it_out_and_rise_successes_bring_it_back() -
 
 def test_latency_and_errors_are_tracked_as_moving_averages() -> None:
     health = AcquirerHealth()
-    health.observe(0.100, failed=False)
-    assert health.latency_ewma_ms == 100
-    health.observe(0.200, failed=True)
-    assert health.latency_ewma_ms is not None
-    assert 100 < health.latency_ewma_ms < 200
+    health.observe(0.100, failed=False, now=10.0)
+    assert health.latency_ms(now=10.0) == 100
+    health.observe(0.200, failed=True, now=10.0)
+    latency = health.latency_ms(now=10.0)
+    assert latency is not None
+    assert 100 < latency < 200
     assert 0 < health.error_ewma < 1
     assert (health.requests, health.errors) == (2, 1)
 
@@ -47,3 +51,12 @@ def test_too_few_requests_never_eject() -> None:
     for i in range(5):
         health.observe(0.01, failed=True, now=float(i))
     assert not health.ejected(now=5.0)
+
+
+def test_a_latency_average_without_new_traffic_halves_every_half_life() -> None:
+    """Otherwise an acquirer that was slow once would never be tried again."""
+    health = AcquirerHealth(HealthPolicy(latency_half_life_s=10))
+    health.observe(0.160, failed=False, now=100.0)
+    assert health.latency_ms(now=100.0) == pytest.approx(160)
+    assert health.latency_ms(now=110.0) == pytest.approx(80)
+    assert health.latency_ms(now=130.0) == pytest.approx(20)

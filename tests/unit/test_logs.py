@@ -6,7 +6,7 @@ import logging
 
 import orjson
 
-from router.logs import JsonFormatter, new_request_id, redact, request_id
+from router.telemetry.logs import JsonFormatter, new_request_id, redact, request_id
 
 
 def test_card_numbers_secrets_and_bearer_keys_are_removed() -> None:
@@ -43,3 +43,26 @@ def test_a_sane_offered_request_id_is_kept_and_a_hostile_one_replaced() -> None:
     assert new_request_id("bad id\nwith newline").startswith("req_")
     assert new_request_id("x" * 200).startswith("req_")
     assert new_request_id(None).startswith("req_")
+
+
+def test_a_card_number_is_redacted_from_every_field_whatever_its_type() -> None:
+    token = request_id.set("abc-4242424242424242")  # set by code that did not check it
+    try:
+        record = logging.LogRecord("x", logging.INFO, __file__, 1, "m", (), None)
+        record.fields = {
+            "number": 4242424242424242,
+            "text": "ref 4242-4242-4242-4242-123",
+            "other": ["exp 12/25 4242424242424242"],
+            "status": 201,
+            "ok": True,
+        }
+        entry = orjson.loads(JsonFormatter().format(record))
+    finally:
+        request_id.reset(token)
+    assert "4242" not in orjson.dumps(entry).decode()
+    assert (entry["status"], entry["ok"]) == (201, True)
+
+
+def test_an_offered_request_id_holding_a_card_number_is_replaced() -> None:
+    assert new_request_id("4242424242424242").startswith("req_")
+    assert new_request_id("trace-4242-4242-4242-4242").startswith("req_")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from router import money
-from router.models import CapturePayment, CreatePayment, CreateRefund
+from router.payments import money
+from router.payments.models import CapturePayment, CreatePayment, CreateRefund
 
 VALID = {"amount": 1299, "currency": "EUR", "payment_method": "tok_visa"}
 
@@ -32,11 +32,16 @@ def test_a_valid_sale_defaults_to_capture() -> None:
     assert CreatePayment.model_validate(VALID).capture is True
 
 
+def test_a_whole_number_written_with_a_fraction_is_an_amount_as_json_schema_says() -> None:
+    assert CreatePayment.model_validate(VALID | {"amount": 1299.0}).amount == 1299
+
+
 @pytest.mark.parametrize(
     "change",
     [
         {"amount": "1299"},  # strings are not amounts
-        {"amount": 12.99},  # nor are floats
+        {"amount": 12.99},  # nor are fractions
+        {"amount": 1e13},  # nor whole numbers beyond the maximum
         {"amount": True},
         {"amount": 0},
         {"amount": -5},

@@ -8,27 +8,29 @@ from typing import Any
 
 import pytest
 
-from router.acquirers import RoutingState
-from router.balancers import (
+from router.routing.acquirers import RoutingState
+from router.routing.balancers import (
     LeastLatencyBalancer,
     PriorityBalancer,
     SmoothWeightedBalancer,
     SuccessRateBalancer,
 )
-from router.breakers import AcquirerBreaker
-from router.config import RoutingConfig
-from router.health import AcquirerHealth
-from router.routing import RouteInput, RoutingTable
+from router.routing.breakers import AcquirerBreaker
+from router.routing.health import AcquirerHealth
+from router.routing.rules import RouteInput, RoutingConfig
+from router.routing.table import RoutingTable
 
 
 def _states(**weights: int) -> dict[str, RoutingState]:
     return {
-        name: RoutingState(name, AcquirerBreaker(name), AcquirerHealth(), weight=w, priority=i)
+        name: RoutingState(
+            name, "sandbox", AcquirerBreaker(name), AcquirerHealth(), weight=w, priority=i
+        )
         for i, (name, w) in enumerate(weights.items())
     }
 
 
-PAY = RouteInput(amount=1000, currency="EUR", caller="shop", payment_method="tok_visa")
+PAY = RouteInput(amount=1000, currency="EUR", caller="shop", payment_methods=("tok_visa",))
 
 
 def test_smooth_weighted_round_robin_interleaves_instead_of_bursting() -> None:
@@ -103,7 +105,7 @@ RULES = [
         ({"country": "DE", "card_brand": "mastercard"}, "de", ["b"]),
         ({"country": "DE", "card_brand": "visa"}, "(default)", ["a", "b", "c"]),
         ({"caller": "vip"}, "vip", ["b", "c"]),  # priority balancer: b (1) before c (2)
-        ({"payment_method": "tok_wallet_apple"}, "wallets", ["a"]),
+        ({"payment_methods": ("tok_wallet_apple",)}, "wallets", ["a"]),
     ],
 )
 def test_the_first_matching_rule_chooses_the_pool(

@@ -10,25 +10,20 @@ import aiohttp
 import pytest
 from aioresponses import aioresponses
 
-from adapters.base import (
-    FollowOnOrder,
-    IntegrationError,
-    NotProcessed,
-    Operation,
-    OutcomeUnknown,
-    PaymentOrder,
-    ResultStatus,
-    StatusQuery,
-    transport_boundary,
-)
+from adapters.base import FollowOnOrder, Operation, PaymentOrder, ResultStatus, StatusQuery
+from adapters.credentials import AcquirerToken
+from adapters.errors import IntegrationError, NotProcessed, OutcomeUnknown
 from adapters.sandbox.adapter import SandboxAdapter
+from adapters.sandbox.settings import SandboxSettings
+from adapters.settings import EnvSecret
+from adapters.transport import transport_boundary
 
 BASE = "http://127.0.0.1:9"
 ORDER = PaymentOrder(
     payment_id="pay_1",
     amount=100,
     currency="EUR",
-    payment_method="tok_visa",
+    credential=AcquirerToken("tok_visa"),
     capture=True,
     idempotency_key="pr_key",
 )
@@ -71,18 +66,21 @@ async def test_cancellation_passes_through_the_boundary_untouched() -> None:
 @pytest.fixture
 async def adapter() -> AsyncIterator[SandboxAdapter]:
     async with aiohttp.ClientSession() as session:
-        yield SandboxAdapter("sbx", session, BASE, api_key="k")
+        settings = SandboxSettings(
+            base_url=BASE, api_key=EnvSecret(env="SANDBOX_KEY", value="sandbox-key")
+        )
+        yield SandboxAdapter("sbx", settings, session, BASE)
 
 
 async def test_sale_sends_the_exact_wire_request(adapter: SandboxAdapter) -> None:
     with aioresponses() as mock:
         mock.post(f"{BASE}/v1/charges", status=201, payload={"id": "ch_1", "status": "captured"})
-        result = await adapter.sale(ORDER)
+        result = await adapter.create(ORDER)
         (((method, url), calls),) = mock.requests.items()
     assert (method, str(url)) == ("POST", f"{BASE}/v1/charges")
     sent = calls[0].kwargs
     assert sent["headers"]["Idempotency-Key"] == "pr_key"
-    assert sent["headers"]["Authorization"] == "Bearer k"
+    assert sent["headers"]["Authorization"] == "Bearer sandbox-key"
     assert sent["data"] == (
         b'{"amount":100,"currency":"EUR","payment_method":"tok_visa","capture":true,'
         b'"reference":"pay_1"}'
@@ -98,9 +96,10 @@ async def test_a_decline_is_a_value_not_an_exception(adapter: SandboxAdapter) ->
             status=201,
             payload={"id": "ch_1", "status": "declined", "decline_code": "do_not_honor"},
         )
-        result = await adapter.authorize(ORDER)
+        result = await adapter.create(ORDER)
     assert result.status is ResultStatus.DECLINED
-    assert result.decline_code == "do_not_honor"
+    assert result.decline is not None
+    assert (result.decline.code, result.decline.raw) == ("do_not_honor", "do_not_honor")
 
 
 @pytest.mark.parametrize(
@@ -129,7 +128,7 @@ async def test_every_http_answer_maps_into_the_taxonomy(
     with aioresponses() as mock:
         mock.post(f"{BASE}/v1/charges", status=status, headers=headers, body=body)
         with pytest.raises(expected):
-            await adapter.sale(ORDER)
+            await adapter.create(ORDER)
 
 
 async def test_follow_on_operations_use_the_charge_path(adapter: SandboxAdapter) -> None:

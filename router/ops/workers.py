@@ -1,0 +1,80 @@
+"""``payrouter serve --workers N``: N processes on one port (SO_REUSEPORT).
+
+The kernel spreads connections over the workers; they share nothing but
+Redis, which is exactly what the idempotency journal is built for.  The
+parent only supervises: it forwards SIGTERM/SIGINT (stop) and SIGHUP (reload)
+to every worker and exits when they have all stopped.  A worker that dies is
+started again, so one crash does not halve the capacity.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from router.config import Config
+
+log = logging.getLogger(__name__)
+
+
+def check_shareable(config: Config) -> list[str]:
+    """Why this config cannot run in several processes (empty: it can)."""
+    problems = []
+    if config.store.kind != "redis":
+        problems.append("store.kind must be redis: workers share nothing else")
+    if any(a.embedded for a in config.acquirers.values()):
+        problems.append("embedded sandbox acquirers would exist once per worker")
+    return problems
+
+
+class Supervisor:
+    """Starts the workers, forwards signals to them, restarts one that dies."""
+
+    def __init__(self, config_path: Path, workers: int, host: str, port: int) -> None:
+        self.args = [
+            sys.executable,
+            "-m",
+            "router.cli",
+            "serve",
+            "--config",
+            str(config_path),
+            "--host",
+            host,
+            "--port",
+            str(port),
+            "--worker",
+        ]
+        self.procs = [self._spawn() for _ in range(workers)]
+        self.stopping = False
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(self.args)
+
+    def forward(self, signum: int, _frame: object) -> None:
+        if signum in (signal.SIGTERM, signal.SIGINT):
+            self.stopping = True
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signum)
+
+    def _restart_the_dead(self) -> None:
+        for index, proc in enumerate(self.procs):
+            if proc.poll() is not None and not self.stopping:
+                log.warning("worker %d exited with %s; starting another", proc.pid, proc.returncode)
+                self.procs[index] = self._spawn()
+
+    def run(self) -> int:
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, self.forward)
+        while not (self.stopping and all(p.poll() is not None for p in self.procs)):
+            self._restart_the_dead()
+            time.sleep(0.2)
+        return 0
+
+
+def supervise(config_path: Path, workers: int, host: str, port: int) -> int:
+    return Supervisor(config_path, workers, host, port).run()

@@ -1,0 +1,199 @@
+"""Running one mutating request under its idempotency record.
+
+The claim takes the record for (tenant, key) with an owner token and a lease;
+:func:`held` runs the work while a heartbeat keeps the lease fresh, and
+decides what happens to the record on the way out:
+
+* a final answer (success, decline, refusal) is stored with the records it
+  describes, in the flow's own settle commit, and replayed forever;
+* an answer that will change (pending, unknown, any retryable refusal) is
+  returned but never stored: the lease is released, so the caller's retry
+  learns what really happened (resolving an open attempt first);
+* anything else (a crash, a store outage, cancellation) releases the lease
+  if it can; the records keep their journal, so the next owner resolves
+  whatever was in flight at the same acquirer with the same key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import orjson
+
+from adapters.base import Operation
+from router.payments.answers import problem_answer
+from router.payments.context import ApiResult, Call
+from router.payments.records import Record, StoredResponse
+from router.payments.steps import Step, When
+from router.problems import Problem
+from router.store.protocol import (
+    Busy,
+    Claimed,
+    ClaimRequest,
+    Commit,
+    Finish,
+    Lease,
+    LeaseLost,
+    Mismatch,
+    NotDurable,
+    Replay,
+    StoreUnavailable,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """One claimed execution: the handle through which the records are finished."""
+
+    call: Call
+    scope: str
+    shard: int
+    resource_id: str
+
+    def lease(self, result: ApiResult | None) -> Lease:
+        """Complete with a final answer, release for one that will change, keep
+        the lease while still working (``None``)."""
+        owner = self.call.owner
+        if result is None:
+            return Lease(self.scope, owner)
+        if not result.final:
+            return Lease(self.scope, owner, Finish.RELEASE)
+        return Lease(self.scope, owner, Finish.COMPLETE, stored(result))
+
+    def keeping(self, *_records: Record) -> Lease:
+        """For a commit made while still working (a write-ahead)."""
+        return self.lease(None)
+
+    def answered_by(self, answer: Callable[..., ApiResult], *records: Record) -> Lease:
+        """For the settling commit: the answer derived from the records as committed."""
+        return self.lease(answer(*records))
+
+    def answered_with(self, result: ApiResult, *_records: Record) -> Lease:
+        return self.lease(result)
+
+
+def stored(result: ApiResult) -> StoredResponse:
+    return StoredResponse(
+        status=result.status,
+        body=orjson.dumps(result.body).decode(),
+        headers={**result.headers, "Content-Type": result.content_type},
+    )
+
+
+def replayed(response: StoredResponse) -> ApiResult:
+    headers = dict(response.headers)
+    content_type = headers.pop("Content-Type", "application/json")
+    return ApiResult(
+        response.status,
+        orjson.loads(response.body),
+        headers,
+        replayed=True,
+        content_type=content_type,
+    )
+
+
+async def claim(call: Call, operation: Operation, request: ClaimRequest) -> Claimed | ApiResult:
+    """Claim the record; a replay is answered at once, a conflict refused."""
+    hooks = call.rt.hooks
+    hooks.at(operation, Step.CLAIM, When.BEFORE)
+    try:
+        outcome = await call.rt.store.claim(request)
+    except NotDurable:
+        # written on the primary but not on a replica: nothing may act on it; give the
+        # claim back so the caller's retry need not wait out the lease
+        await release(Run(call, request.scope, request.shard, request.resource_id))
+        raise
+    hooks.at(operation, Step.CLAIM, When.AFTER)
+    if isinstance(outcome, Replay):
+        return replayed(outcome.response)
+    if isinstance(outcome, Mismatch):
+        return problem_answer(
+            Problem(
+                422,
+                "idempotency_key_reused",
+                "this Idempotency-Key was already used with a different request",
+            )
+        )
+    if isinstance(outcome, Busy):
+        seconds = max(1, -(-outcome.retry_after_ms // 1000))
+        return problem_answer(
+            Problem(
+                409,
+                "idempotency_request_in_flight",
+                "a request with this Idempotency-Key is still being processed; retry later",
+                headers={"Retry-After": str(min(seconds, 5))},
+                retryable=True,
+            )
+        )
+    return outcome
+
+
+async def finish(run: Run, result: ApiResult) -> None:
+    """Store a final answer that changed no record, or release for a retryable
+    one.  Best effort: if the store cannot take it, the answer still goes out
+    (a retry computes it again) and the lease expires on its own."""
+    try:
+        await run.call.rt.store.commit(
+            Commit(shard=run.shard, lease=run.lease(result), durable=False)
+        )
+    except (StoreUnavailable, LeaseLost) as exc:
+        log.warning("could not finish the claim on %s (%s)", run.scope[:12], exc)
+
+
+async def release(run: Run) -> None:
+    """Give the claim back; the records keep their journal for the next owner."""
+    try:
+        await run.call.rt.store.commit(
+            Commit(
+                shard=run.shard,
+                lease=Lease(run.scope, run.call.owner, Finish.RELEASE),
+                durable=False,
+            )
+        )
+    except (StoreUnavailable, LeaseLost):
+        log.warning("could not release the claim on %s; its lease will expire", run.scope[:12])
+
+
+async def held(run: Run, work: Callable[[], Awaitable[ApiResult]]) -> ApiResult:
+    heartbeat = asyncio.create_task(_heartbeat(run))
+    try:
+        try:
+            return await work()
+        except Problem as problem:
+            result = problem_answer(problem)
+            await finish(run, result)
+            return result
+    except LeaseLost as exc:
+        raise Problem(
+            409,
+            "idempotency_lease_lost",
+            "another instance took over this request; retry with the same key",
+            headers={"Retry-After": "1"},
+            retryable=True,
+        ) from exc
+    except (Exception, asyncio.CancelledError):
+        await release(run)
+        raise
+    finally:
+        heartbeat.cancel()
+
+
+async def _heartbeat(run: Run) -> None:
+    """Keep a live owner's lease fresh, so the lease can be short: a crashed
+    instance's work is taken over within one lease, not one request deadline.
+    Missing a beat is safe: a takeover resolves the journal at the same
+    acquirer with the same acquirer key, and this owner's next write fails."""
+    rt = run.call.rt
+    while True:
+        await asyncio.sleep(rt.lease_ms / 3000)
+        try:
+            if not await rt.store.extend_lease(run.shard, run.scope, run.call.owner, rt.lease_ms):
+                log.warning("lease on %s lost to another owner", run.scope[:12])
+                return
+        except StoreUnavailable:
+            log.warning("could not renew the lease on %s (store unavailable)", run.scope[:12])

@@ -1,0 +1,156 @@
+"""Redis connections: which client a URL means, the one error boundary, and
+scripts followed by ``WAIT`` on the same connection.
+
+Every Redis error class -- a lost connection, ``READONLY`` from a demoted
+primary, ``LOADING``, ``MASTERDOWN``, ``NOREPLICAS``, ``TRYAGAIN``,
+``CLUSTERDOWN``, a moved slot -- becomes :class:`StoreUnavailable` here and
+nowhere else, so the API answers 503 with Retry-After and never a 500.
+
+Durability: ``WAIT n timeout`` blocks until n replicas acknowledged every
+write the *same connection* made, so the script and its WAIT go out as one
+pipeline on one connection (on Cluster: a connection to the node that owns
+the slot).  redis-py's ``register_script`` objects hold the scripts, but are
+not used inside the pipeline: a pipeline with registered scripts sends
+``SCRIPT EXISTS`` first, a round trip per step; here EVALSHA goes straight
+out and a NOSCRIPT reply (a restarted or failed-over server) loads the
+script and sends the pipeline again -- safe, because NOSCRIPT means nothing
+ran.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import redis.asyncio as aioredis
+import redis.exceptions as rexc
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
+from redis.backoff import ExponentialBackoff
+from redis.commands.core import AsyncScript
+
+from router.store.protocol import NotDurable, StoreUnavailable
+
+
+@contextlib.asynccontextmanager
+async def redis_boundary() -> AsyncIterator[None]:
+    try:
+        yield
+    except (rexc.RedisError, OSError) as exc:
+        raise StoreUnavailable(f"redis: {type(exc).__name__}: {exc}"[:300]) from exc
+
+
+def _client_options(op_timeout_s: float, password: str | None) -> dict[str, Any]:
+    return {
+        "decode_responses": True,
+        "socket_timeout": op_timeout_s,
+        "socket_connect_timeout": op_timeout_s,
+        "retry": Retry(ExponentialBackoff(cap=0.2, base=0.02), retries=2),
+        "retry_on_error": [rexc.ConnectionError, rexc.TimeoutError],
+        "password": password,
+    }
+
+
+def _hosts(netloc: str, default_port: int) -> list[tuple[str, int]]:
+    hosts = []
+    for part in netloc.rsplit("@", 1)[-1].split(","):
+        host, _, port = part.partition(":")
+        hosts.append((host, int(port or default_port)))
+    return hosts
+
+
+def client_from_url(url: str, op_timeout_s: float = 1.0, password: str | None = None) -> Any:
+    """redis://, rediss://, redis+sentinel://h:p,h:p/service[/db], redis+cluster://h:p,h:p"""
+    parts = urlsplit(url)
+    password = password or (unquote(parts.password) if parts.password else None)
+    options = _client_options(op_timeout_s, password)
+    if parts.scheme in ("redis", "rediss"):
+        return aioredis.Redis.from_url(url, **options)
+    if parts.scheme == "redis+cluster":
+        options.pop("retry_on_error")
+        nodes = [ClusterNode(h, p) for h, p in _hosts(parts.netloc, 6379)]
+        return RedisCluster(startup_nodes=nodes, **options)
+    if parts.scheme == "redis+sentinel":
+        segments = [s for s in parts.path.split("/") if s]
+        if not segments:
+            raise ValueError("redis+sentinel URL needs a service name: /<service>[/<db>]")
+        service, db = segments[0], int(segments[1]) if len(segments) > 1 else 0
+        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+            _hosts(parts.netloc, 26379),
+            socket_timeout=op_timeout_s,
+            socket_connect_timeout=op_timeout_s,
+        )
+        return sentinel.master_for(service, db=db, **options)
+    raise ValueError(f"unsupported Redis URL scheme {parts.scheme!r}")
+
+
+class ScriptRunner:
+    """Runs the store's scripts, each optionally followed by WAIT."""
+
+    def __init__(
+        self,
+        client: Any,
+        replicas: int = 0,
+        wait_timeout_ms: int = 500,
+        op_timeout_s: float = 1.0,
+        password: str | None = None,
+    ) -> None:
+        self.client = client
+        self.replicas = replicas
+        self.wait_timeout_ms = wait_timeout_ms
+        self._cluster = isinstance(client, RedisCluster)
+        self._node_clients: dict[str, Any] = {}
+        self._node_options = _client_options(op_timeout_s, password)
+
+    def register(self, source: str) -> AsyncScript:
+        return self.client.register_script(source)  # type: ignore[no-any-return]
+
+    def _connection_for(self, key: str) -> Any:
+        """A client whose pipeline runs on one connection to the key's primary."""
+        if not self._cluster:
+            return self.client
+        node = self.client.get_node_from_key(key)
+        if node.name not in self._node_clients:
+            self._node_clients[node.name] = aioredis.Redis(
+                host=node.host, port=node.port, **self._node_options
+            )
+        return self._node_clients[node.name]
+
+    async def run(
+        self, script: AsyncScript, keys: Sequence[str], args: Sequence[Any], *, durable: bool
+    ) -> Any:
+        wait = durable and self.replicas > 0
+        async with redis_boundary():
+            if not wait and self._cluster:
+                return await script(keys=list(keys), args=list(args))
+            client = self._connection_for(keys[0])
+            for _ in range(2):
+                pipe = client.pipeline(transaction=False)
+                pipe.evalsha(script.sha, len(keys), *keys, *args)
+                if wait:
+                    pipe.wait(self.replicas, self.wait_timeout_ms)
+                replies = await pipe.execute(raise_on_error=False)
+                if isinstance(replies[0], rexc.NoScriptError):
+                    await client.script_load(script.script)
+                    continue
+                if isinstance(replies[0], Exception):
+                    if isinstance(replies[0], (rexc.MovedError, rexc.AskError)):
+                        self._node_clients.clear()
+                    raise replies[0]
+                if wait and int(replies[1]) < self.replicas:
+                    raise NotDurable(
+                        f"{replies[1]} of {self.replicas} replicas acknowledged within "
+                        f"{self.wait_timeout_ms} ms"
+                    )
+                return replies[0]
+            raise StoreUnavailable("script could not be loaded")
+
+    async def close(self) -> None:
+        for node_client in self._node_clients.values():
+            with contextlib.suppress(Exception):
+                await node_client.aclose()
+        with contextlib.suppress(Exception):
+            await self.client.aclose()

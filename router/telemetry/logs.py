@@ -1,0 +1,98 @@
+"""Structured JSON logs with a request id and redaction.
+
+Redaction runs on the final message, whatever a caller of ``log`` passed:
+card-number-like digit runs, bearer credentials and secret-looking keys are
+removed, payment-method tokens are shortened.  The request id comes from the
+caller's ``X-Request-Id`` (when it is sane) or is minted here, is echoed on
+the response and sent on to acquirers.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import sys
+import time
+from typing import Any
+
+import orjson
+
+from adapters.base import REQUEST_ID
+from router.pan import contains_pan, redact_pans
+
+request_id = REQUEST_ID  # one context variable: logs and acquirer calls share it
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_BEARER = re.compile(r"(?i)(bearer\s+)[^\s,\"']+")
+_SECRET = re.compile(r"\b(sk|rk|whsec|pk)_(live|test|sbox)?_?[A-Za-z0-9]{4,}")
+_TOKEN = re.compile(r"\b(tok|pm|src)_([A-Za-z0-9]{4})[A-Za-z0-9_]+")
+
+
+def new_request_id(offered: str | None) -> str:
+    """The caller's id when it is a sane one (charset, length, no card number
+    in it); a fresh one otherwise.  It is echoed, logged and sent on, so it
+    must carry nothing it should not."""
+    if offered and _REQUEST_ID.match(offered) and not contains_pan(offered):
+        return offered
+    return "req_" + secrets.token_hex(8)
+
+
+def redact(text: str) -> str:
+    text = redact_pans(text)
+    text = _BEARER.sub(r"\1[REDACTED]", text)
+    text = _SECRET.sub("[REDACTED-SECRET]", text)
+    return _TOKEN.sub(r"\1_\2…", text)
+
+
+def _redacted(value: Any) -> Any:
+    """Every field of a log line, whatever its type, passes the redaction; a
+    number stays a number unless it is a card number."""
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int | float):
+        return "[REDACTED-PAN]" if contains_pan(str(value)) else value
+    return redact(value if isinstance(value, str) else str(value))
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": redact(record.getMessage()),
+        }
+        rid = getattr(record, "request_id", None) or request_id.get()
+        if rid:
+            entry["request_id"] = redact(str(rid))
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            entry.update({k: _redacted(v) for k, v in fields.items()})
+        if record.exc_info:
+            entry["error"] = redact(self.formatException(record.exc_info))
+        return orjson.dumps(entry).decode()
+
+
+_base_factory = logging.getLogRecordFactory()
+
+
+def _stamped_record(*args: Any, **kwargs: Any) -> logging.LogRecord:
+    record = _base_factory(*args, **kwargs)
+    record.request_id = request_id.get()
+    return record
+
+
+def stamp_request_ids() -> None:
+    """Every record carries the request id of the moment it was created, so a
+    handler that formats later (or elsewhere) still has it.  Idempotent."""
+    logging.setLogRecordFactory(_stamped_record)
+
+
+def configure(level: int = logging.INFO) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)

@@ -1,0 +1,128 @@
+"""Prometheus metrics, one registry per application.
+
+Counters and histograms are updated where things happen; breaker, health and
+config state are read at scrape time from the current Runtime by a collector,
+so they can never drift from the objects that decide routing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from router.runtime import Runtime
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+BREAKER_STATES = {"closed": 0, "half-open": 1, "open": 2}
+
+
+class _StateCollector(Collector):
+    def __init__(self, current: Callable[[], Runtime | None]) -> None:
+        self._current = current
+
+    def collect(self) -> Iterator[Metric]:
+        rt = self._current()
+        if rt is None:
+            return
+        breaker = GaugeMetricFamily(
+            "payrouter_breaker_state", "0 closed, 1 half-open, 2 open", labels=["acquirer"]
+        )
+        healthy = GaugeMetricFamily(
+            "payrouter_acquirer_healthy", "1 when active probes pass", labels=["acquirer"]
+        )
+        routable = GaugeMetricFamily(
+            "payrouter_acquirer_routable", "1 when it takes new payments", labels=["acquirer"]
+        )
+        for name, acquirer in rt.acquirers.items():
+            breaker.add_metric([name], BREAKER_STATES.get(acquirer.breaker.state, 2))
+            healthy.add_metric([name], 1 if acquirer.health.healthy else 0)
+            routable.add_metric([name], 1 if acquirer.routable() else 0)
+        info = InfoMetricFamily("payrouter_config", "the running config")
+        info.add_metric([], {"version": rt.version})
+        yield from (breaker, healthy, routable, info)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "payrouter_http_requests", "HTTP requests", ["route", "method", "status"], registry=r
+        )
+        self.request_seconds = Histogram(
+            "payrouter_http_request_seconds",
+            "HTTP latency",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.outcomes = Counter(
+            "payrouter_acquirer_outcomes",
+            "acquirer answers, by taxonomy",
+            ["acquirer", "operation", "outcome"],
+            registry=r,
+        )
+        self.acquirer_seconds = Histogram(
+            "payrouter_acquirer_call_seconds",
+            "acquirer call latency",
+            ["acquirer"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.failovers = Counter(
+            "payrouter_failovers",
+            "moves to the next acquirer",
+            ["from_acquirer", "reason"],
+            registry=r,
+        )
+        self.idempotency = Counter(
+            "payrouter_idempotency", "replays and conflicts", ["result"], registry=r
+        )
+        self.webhooks_in = Counter(
+            "payrouter_webhooks_received",
+            "inbound acquirer webhooks",
+            ["acquirer", "result"],
+            registry=r,
+        )
+        self.webhooks_out = Counter(
+            "payrouter_webhook_deliveries",
+            "outbound deliveries",
+            ["subscriber", "result"],
+            registry=r,
+        )
+        self.reconciled = Counter(
+            "payrouter_reconciled", "items the reconciler resolved", ["kind"], registry=r
+        )
+        self.background_errors = Counter(
+            "payrouter_background_errors",
+            "errors a background loop survived",
+            ["loop"],
+            registry=r,
+        )
+        self.store_errors = Counter(
+            "payrouter_store_errors",
+            "store operations that failed (the answer was a 503)",
+            ["reason"],
+            registry=r,
+        )
+        self.ledger_drained = Counter(
+            "payrouter_ledger_drained",
+            "record versions written to the system of record",
+            registry=r,
+        )
+        self.ledger_errors = Counter(
+            "payrouter_ledger_errors", "failed drain batches (retried)", ["error"], registry=r
+        )
+        self.ledger_backlog = Gauge(
+            "payrouter_ledger_backlog",
+            "record versions in the outbox not yet in the system of record",
+            registry=r,
+        )
+
+    def watch(self, current: Callable[[], Runtime | None]) -> None:
+        self.registry.register(_StateCollector(current))

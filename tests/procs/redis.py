@@ -1,0 +1,303 @@
+"""Real redis-server processes for tests: started on free loopback ports,
+killable and restartable, always stopped by the fixture that made them."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from tests.procs.net import free_port, wait_port
+from tests.procs.proxy import StallingProxy
+
+REDIS_SERVER = shutil.which("redis-server")
+REDIS_CLI = shutil.which("redis-cli")
+
+
+def cli(port: int, *args: str) -> str:
+    assert REDIS_CLI is not None
+    out = subprocess.run(
+        [REDIS_CLI, "-h", "127.0.0.1", "-p", str(port), *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    return out.stdout
+
+
+class RedisProcess:
+    """One redis-server.  ``durable`` turns on AOF with fsync always, as
+    production must run it: a restart then keeps every acknowledged write."""
+
+    def __init__(self, workdir: Path, *, durable: bool = True, extra: tuple[str, ...] = ()) -> None:
+        assert REDIS_SERVER is not None, "redis-server is not installed"
+        self.workdir = workdir
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port(with_cluster_bus="--cluster-enabled" in extra)
+        self.durable = durable
+        self.extra = extra
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        assert REDIS_SERVER is not None
+        args = [
+            REDIS_SERVER,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.workdir),
+            "--save",
+            "",
+            "--protected-mode",
+            "no",
+            "--logfile",
+            str(self.workdir / "redis.log"),
+        ]
+        if self.durable:
+            args += ["--appendonly", "yes", "--appendfsync", "always"]
+        args += list(self.extra)
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_port(self.port)
+        deadline = time.monotonic() + 10
+        while "loading:0" not in cli(self.port, "INFO", "persistence"):
+            if time.monotonic() > deadline:
+                raise RuntimeError("redis did not finish loading")
+            time.sleep(0.02)
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, no save; only what AOF already holds survives."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        self.proc = None
+
+    def restart(self) -> None:
+        self.kill()
+        self.start()
+
+    def pause(self) -> None:
+        """SIGSTOP: alive but silent, as a process stuck in a long GC or swap."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
+
+    def stop(self) -> None:
+        self.kill()
+
+
+class RedisCluster:
+    """Three masters, no replicas, formed with redis-cli --cluster create."""
+
+    def __init__(self, workdir: Path, size: int = 3) -> None:
+        self.nodes = [
+            RedisProcess(
+                workdir / f"node{i}",
+                durable=False,
+                extra=(
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-node-timeout",
+                    "2000",
+                ),
+            )
+            for i in range(size)
+        ]
+
+    @property
+    def url(self) -> str:
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes)
+
+    def start(self) -> None:
+        for node in self.nodes:
+            node.start()
+        cli(
+            self.nodes[0].port,
+            "--cluster",
+            "create",
+            *(f"127.0.0.1:{n.port}" for n in self.nodes),
+            "--cluster-replicas",
+            "0",
+            "--cluster-yes",
+        )
+        deadline = time.monotonic() + 20
+        while not all("cluster_state:ok" in cli(n.port, "CLUSTER", "INFO") for n in self.nodes):
+            if time.monotonic() > deadline:
+                raise RuntimeError("cluster did not reach state ok")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+
+class RedisSentinel:
+    """A master plus one sentinel monitoring it as service ``payrouter``."""
+
+    SERVICE = "payrouter"
+
+    def __init__(self, workdir: Path) -> None:
+        self.master = RedisProcess(workdir / "master", durable=True)
+        self.workdir = workdir
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis+sentinel://127.0.0.1:{self.port}/{self.SERVICE}/0"
+
+    def start(self) -> None:
+        assert REDIS_SERVER is not None
+        self.master.start()
+        conf = self.workdir / "sentinel.conf"
+        conf.write_text(
+            f"port {self.port}\nbind 127.0.0.1\nprotected-mode no\n"
+            f"dir {self.workdir}\n"
+            f"sentinel monitor {self.SERVICE} 127.0.0.1 {self.master.port} 1\n"
+            f"sentinel down-after-milliseconds {self.SERVICE} 2000\n"
+        )
+        self.proc = subprocess.Popen(
+            [REDIS_SERVER, str(conf), "--sentinel"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_port(self.port)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        self.master.stop()
+
+
+class ReplicatedRedis:
+    """A primary, one replica reaching it through a stalling proxy, and three
+    sentinels (quorum 2) watching them as service ``payrouter``: the
+    production shape, with replication lag on demand.
+
+    ``extra`` goes to both Redis servers (``--min-replicas-to-write 1``, say).
+    """
+
+    SERVICE = "payrouter"
+
+    def __init__(self, workdir: Path, extra: tuple[str, ...] = ()) -> None:
+        self.workdir = workdir
+        extra = ("--repl-diskless-sync-delay", "0", *extra)
+        self.primary = RedisProcess(workdir / "primary", durable=True, extra=extra)
+        self.replica: RedisProcess | None = None
+        self.extra = extra
+        self.sentinel_ports = [free_port() for _ in range(3)]
+        self.sentinels: list[subprocess.Popen[bytes]] = []
+        self.proxy: StallingProxy | None = None
+
+    @property
+    def url(self) -> str:
+        hosts = ",".join(f"127.0.0.1:{port}" for port in self.sentinel_ports)
+        return f"redis+sentinel://{hosts}/{self.SERVICE}/0"
+
+    async def start(self) -> None:
+        assert REDIS_SERVER is not None
+        await asyncio.to_thread(self.primary.start)
+        self.proxy = StallingProxy(self.primary.port)
+        await self.proxy.start()
+        self.replica = RedisProcess(
+            self.workdir / "replica",
+            durable=True,
+            extra=(*self.extra, "--replicaof", "127.0.0.1", str(self.proxy.port)),
+        )
+        await asyncio.to_thread(self.replica.start)
+        await self._until(
+            lambda: "master_link_status:up" in self._info(self.replica, "replication")
+        )
+        await asyncio.to_thread(self._start_sentinels)
+        await self._until(lambda: self._sentinels_know_the_replica())
+
+    def _start_sentinels(self) -> None:
+        assert REDIS_SERVER is not None
+        for index, port in enumerate(self.sentinel_ports):
+            conf = self.workdir / f"sentinel-{index}.conf"
+            conf.write_text(
+                f"port {port}\nbind 127.0.0.1\nprotected-mode no\ndir {self.workdir}\n"
+                f"sentinel monitor {self.SERVICE} 127.0.0.1 {self.primary.port} 2\n"
+                f"sentinel down-after-milliseconds {self.SERVICE} 1000\n"
+                f"sentinel failover-timeout {self.SERVICE} 4000\n"
+            )
+            self.sentinels.append(
+                subprocess.Popen(
+                    [REDIS_SERVER, str(conf), "--sentinel"],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+            wait_port(port)
+
+    @staticmethod
+    def _info(server: RedisProcess | None, section: str) -> str:
+        if server is None or server.proc is None:
+            return ""
+        try:
+            return cli(server.port, "INFO", section)
+        except subprocess.SubprocessError:
+            return ""
+
+    def _sentinels_know_the_replica(self) -> bool:
+        assert self.replica is not None
+        replicas = cli(self.sentinel_ports[0], "SENTINEL", "REPLICAS", self.SERVICE)
+        return str(self.replica.port) in replicas
+
+    @staticmethod
+    async def _until(condition: Callable[[], bool], seconds: float = 30) -> None:
+        deadline = time.monotonic() + seconds
+        while not condition():
+            if time.monotonic() > deadline:
+                raise RuntimeError("the replicated Redis did not settle")
+            await asyncio.sleep(0.05)
+
+    def primary_port(self) -> int:
+        """Where the sentinels say the primary is now."""
+        out = cli(self.sentinel_ports[0], "SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.SERVICE)
+        return int(out.split()[1])
+
+    async def fail_over(self) -> None:
+        """Kill the primary; once the sentinels promoted the replica, bring the
+        old primary back, as an operator would: the sentinels make it a replica
+        of the new one (it drops the writes the promoted replica never got)."""
+        assert self.replica is not None
+        await asyncio.to_thread(self.primary.kill)
+        new_primary = self.replica
+        await self._until(lambda: self.primary_port() == new_primary.port)
+        await self._until(lambda: "role:master" in self._info(new_primary, "replication"))
+        await asyncio.to_thread(self.primary.start)
+        self.primary, self.replica = new_primary, self.primary
+        await self._until(
+            lambda: "master_link_status:up" in self._info(self.replica, "replication")
+        )
+
+    def stop(self) -> None:
+        for proc in self.sentinels:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=10)
+        if self.replica is not None:
+            self.replica.stop()
+        self.primary.stop()
+
+    async def close(self) -> None:
+        self.stop()
+        if self.proxy is not None:
+            await self.proxy.close()
