@@ -138,9 +138,12 @@ class AuthenticationOrder:
 
     payment_id: str
     acquirer_reference: str | None
+    #: for a request that submits the details (Adyen /payments/details)
     idempotency_key: str
     details: Mapping[str, str]
     capture: bool
+    #: the pending create's own key: a status read asks about that create
+    create_key: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,7 +314,7 @@ class Adapter(ABC):
             StatusQuery(
                 Operation.SALE if order.capture else Operation.AUTHORIZE,
                 order.payment_id,
-                order.idempotency_key,
+                order.create_key,
                 order.acquirer_reference,
             )
         )

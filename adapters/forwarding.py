@@ -37,9 +37,13 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from adapters.credentials import VaultCard
-from adapters.errors import CredentialRefused, IntegrationError, OutcomeUnknown
+from adapters.errors import CredentialRefused, IntegrationError, NotProcessed, OutcomeUnknown
 from adapters.settings import EnvSecret
 from adapters.transport import HttpReply
+
+#: the error code of a vault that could not connect to the destination at all
+#: (the sandbox vault's; nothing was sent, so the payment may fail over)
+UNREACHABLE = "destination_unreachable"
 
 #: what a vault may fill in, as Stripe's ``replacements`` names them
 REPLACEMENTS = ("card_number", "card_expiry", "card_cvc", "cardholder_name")
@@ -164,6 +168,8 @@ class StripeForwarding:
 
 def _destination_reply(vault: str, status: int, payload: bytes) -> HttpReply:
     """The acquirer's answer inside the vault's; the vault's own errors mapped."""
+    if status == 502 and _error_code(payload) == UNREACHABLE:
+        raise NotProcessed(vault, UNREACHABLE)
     if status >= 500 or status in (408, 409):
         raise OutcomeUnknown(vault, f"vault_http_{status}")  # it may have forwarded
     try:
@@ -185,6 +191,15 @@ def _destination_reply(vault: str, status: int, payload: bytes) -> HttpReply:
         if isinstance(h, dict)
     }
     return HttpReply(int(details["status"]), headers, str(details.get("body") or "").encode())
+
+
+def _error_code(payload: bytes) -> object:
+    try:
+        body = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return None
+    error = body.get("error") if isinstance(body, dict) else None
+    return error.get("code") if isinstance(error, dict) else None
 
 
 @dataclass(frozen=True)

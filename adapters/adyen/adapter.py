@@ -281,8 +281,6 @@ class AdyenAdapter(Adapter):
         }
         if with_amount:
             body["amount"] = {"value": order.amount, "currency": order.currency}
-        if order.refund_id is not None and order.reason:
-            body["merchantRefundReason"] = REFUND_REASONS.get(order.reason.lower(), "OTHER")
         return body
 
     async def capture(self, order: FollowOnOrder) -> AcquirerResult:
@@ -302,9 +300,12 @@ class AdyenAdapter(Adapter):
         )
 
     async def refund(self, order: FollowOnOrder) -> AcquirerResult:
+        body = self._modification(order, True)
+        if order.reason:
+            body["merchantRefundReason"] = REFUND_REASONS.get(order.reason.lower(), "OTHER")
         return await self._post(
             f"/payments/{order.acquirer_reference}/refunds",
-            self._modification(order, True),
+            body,
             order.idempotency_key,
             modification=True,
         )

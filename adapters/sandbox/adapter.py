@@ -41,8 +41,20 @@ STATUS_MAP: dict[str, tuple[ResultStatus, bool | None]] = {
     "pending": (P, None),
 }
 
-#: the sandbox already speaks the normalized vocabulary; older codes map here
-DECLINES: dict[str, DeclineCode] = {"refused": DeclineCode.DO_NOT_HONOR}
+#: the sandbox speaks the normalized vocabulary, and also the ISO 8583 response
+#: codes issuers answer with (a fault's decline_code may be either), so tests
+#: see a raw code beside the normalized one as with a real acquirer
+DECLINES: dict[str, DeclineCode] = {
+    "refused": DeclineCode.DO_NOT_HONOR,
+    "05": DeclineCode.DO_NOT_HONOR,
+    "14": DeclineCode.INVALID_CARD,
+    "51": DeclineCode.INSUFFICIENT_FUNDS,
+    "54": DeclineCode.EXPIRED_CARD,
+    "59": DeclineCode.FRAUD_SUSPECTED,
+    "61": DeclineCode.LIMIT_EXCEEDED,
+    "91": DeclineCode.ISSUER_UNAVAILABLE,
+    "96": DeclineCode.PROCESSING_ERROR,
+}
 
 
 class SandboxAdapter(Adapter):

@@ -52,7 +52,7 @@ class FaultRule(BaseModel):
     hang_s: float = Field(30.0, gt=0, le=600, description="how long a timeout fault hangs")
     duration_s: float = Field(5.0, gt=0, le=600, description="refuse_connections window")
     applies_to: Literal["mutating", "all"] = "mutating"
-    decline_code: str = Field("do_not_honor", pattern=r"^[a-z_]{1,40}$")
+    decline_code: str = Field("do_not_honor", pattern=r"^[a-z0-9_]{1,40}$")
 
 
 class FaultBook:

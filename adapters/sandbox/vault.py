@@ -27,7 +27,8 @@ import orjson
 from aiohttp import web
 from yarl import URL
 
-from adapters.forwarding import reveal
+from adapters.forwarding import UNREACHABLE, reveal
+from adapters.sandbox.server import NOT_PROCESSED_HEADER
 
 #: tokens the vault holds from the start (the sandbox acquirer's test cards)
 TEST_CARDS: dict[str, dict[str, Any]] = {
@@ -81,9 +82,28 @@ async def _send(
         revealed = reveal(body, request.app[STATE].cards)
     except KeyError:
         raise LookupError("a placeholder names a token this vault does not hold") from None
-    request.app[STATE].forwarded.append((url, revealed))
-    async with request.app[SESSION].request(method, url, data=revealed, headers=headers) as resp:
-        return resp.status, dict(resp.headers), await resp.read()
+    try:
+        async with request.app[SESSION].request(
+            method, url, data=revealed, headers=headers
+        ) as resp:
+            request.app[STATE].forwarded.append((url, revealed))
+            return resp.status, dict(resp.headers), await resp.read()
+    except aiohttp.ClientConnectorError as exc:  # no connection: nothing was sent
+        raise Unreachable(str(exc)) from None
+
+
+class Unreachable(Exception):
+    """The destination refused the connection: the request never left."""
+
+
+def _unreachable(exc: Unreachable, *, proxy: bool = False) -> web.Response:
+    """As a forwarding API: 502 with its own error code.  As a proxy, whose
+    answers the adapter reads as the acquirer's: the sandbox acquirer's own
+    "not processed" (503, Transient-Error)."""
+    response = _error(503 if proxy else 502, UNREACHABLE, f"nothing sent: {exc}")
+    if proxy:
+        response.headers[NOT_PROCESSED_HEADER] = "true"
+    return response
 
 
 async def forwarding_request(request: web.Request) -> web.Response:
@@ -104,6 +124,8 @@ async def forwarding_request(request: web.Request) -> web.Response:
         )
     except LookupError as exc:
         return _error(400, "resource_missing", str(exc), "payment_method")
+    except Unreachable as exc:
+        return _unreachable(exc)
     answer = orjson.dumps(
         {
             "id": "fwdreq_" + secrets.token_hex(8),
@@ -161,6 +183,8 @@ async def _proxy(request: web.Request, handler: Any) -> web.StreamResponse:
         )
     except LookupError as exc:
         return _error(400, "resource_missing", str(exc), "payment_method")
+    except Unreachable as exc:
+        return _unreachable(exc, proxy=True)
     keep = {
         k: v for k, v in reply_headers.items() if k.lower() in ("content-type", "transient-error")
     }

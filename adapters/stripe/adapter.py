@@ -40,9 +40,10 @@ from adapters.base import (
     StatusQuery,
 )
 from adapters.credentials import AcquirerToken, StoredCredential, Usage
-from adapters.declines import Decline, normalize
+from adapters.declines import Decline, DeclineCode, normalize
 from adapters.errors import CredentialRefused, IntegrationError, NotProcessed, OutcomeUnknown
 from adapters.stripe.declines import DECLINES
+from adapters.stripe.settings import StripeSettings
 from adapters.stripe.statuses import STATUS_MAP, A, D
 from adapters.transport import HttpReply
 
@@ -85,10 +86,26 @@ def decline_from(error: dict[str, Any]) -> Decline:
 
 
 #: a canceled intent's cancellation_reason -> our decline code
-CANCELLATIONS = {"abandoned": "authentication_expired", "fraudulent": "fraud_suspected"}
+CANCELLATIONS = {
+    "abandoned": DeclineCode.AUTHENTICATION_EXPIRED,
+    "fraudulent": DeclineCode.FRAUD_SUSPECTED,
+    "failed_invoice": DeclineCode.PROCESSING_ERROR,
+}
 
 #: the reasons Stripe's refunds take (RefundCreateParams.reason)
 REFUND_REASONS = ("duplicate", "fraudulent", "requested_by_customer")
+
+
+def _decline_of(obj: dict[str, Any]) -> Decline:
+    """Why an intent did not go through: its last payment error, or, for an
+    intent canceled before it was paid, the cancellation reason."""
+    error = obj.get("last_payment_error")
+    if isinstance(error, dict) and error:
+        return decline_from(error)
+    reason = obj.get("cancellation_reason")
+    if isinstance(reason, str) and reason:
+        return Decline(CANCELLATIONS.get(reason, DeclineCode.CANCELLED), reason)
+    return normalize(None, DECLINES)
 
 
 def _unknown_method(error: dict[str, Any]) -> bool:
@@ -188,31 +205,39 @@ class StripeAdapter(Adapter):
             raise OutcomeUnknown(self.name, "unexpected_status", repr(obj)[:200])
         raw = str(obj["status"])
         mapped = STATUS_MAP[op][raw]
-        error = obj.get("last_payment_error") or {}
-        action = (obj.get("next_action") or {}).get("redirect_to_url") or {}
         return AcquirerResult(
             mapped,
             acquirer_reference=obj.get("id"),
-            decline=decline_from(error) if mapped is D else None,
+            decline=_decline_of(obj) if mapped is D else None,
             captured=(raw == "succeeded") if op.creates and mapped is A else None,
-            next_action=NextAction("redirect", url=action["url"]) if action.get("url") else None,
+            next_action=next_action_from(obj) if raw == "requires_action" else None,
+            network_transaction_id=network_transaction_id_from(obj),
         )
 
-    @staticmethod
-    def _intent(order: PaymentOrder) -> dict[str, Any]:
+    def _intent(self, order: PaymentOrder) -> dict[str, Any]:
         assert isinstance(order.credential, AcquirerToken)
+        shopper = order.shopper_reference
         return {
             "amount": order.amount,
             "currency": order.currency.lower(),
             "payment_method": order.credential.token,
             "confirm": True,
             "capture_method": "automatic" if order.capture else "manual",
+            "customer": shopper if shopper and shopper.startswith("cus_") else None,
+            "return_url": order.return_url or self._stripe.return_url,
+            "description": order.description,
             "metadata": {
                 **order.metadata,
                 "payrouter_payment_id": order.payment_id,
                 "merchant_reference": order.merchant_reference,
             },
+            **_card_on_file(order.stored_credential),
         }
+
+    @property
+    def _stripe(self) -> StripeSettings:
+        assert isinstance(self.settings, StripeSettings)
+        return self.settings
 
     async def _create(self, order: PaymentOrder) -> AcquirerResult:
         return await self._post(

@@ -12,6 +12,7 @@ from pydantic.json_schema import models_json_schema
 from router import __version__
 from router.http.inputs import IDEMPOTENCY_KEY_PATTERN
 from router.payments.models import (
+    AuthenticatePayment,
     CapturePayment,
     CreatePayment,
     CreateRefund,
@@ -133,6 +134,24 @@ def _list_payments() -> dict[str, Any]:
     }
 
 
+def _authenticate() -> dict[str, Any]:
+    """No Idempotency-Key: completing an authentication is idempotent by itself."""
+    return {
+        "post": {
+            "summary": "Complete what a pending payment's next_action asked of the shopper "
+            "(3-D Secure): submit what the return URL carried; a payment no longer pending "
+            "answers as it is",
+            "parameters": [_id_param("payment_id")],
+            "requestBody": _json_body("AuthenticatePayment"),
+            "responses": {
+                "200": _answer("final: authorized, captured or declined", "PaymentView"),
+                "202": _answer("still pending (or unknown)", "PaymentView"),
+                **_errors(*_ANY_REQUEST, *_WITH_BODY, 404, 409, 502),
+            },
+        }
+    }
+
+
 def _read(summary: str, param: str, view: str) -> dict[str, Any]:
     return {
         "get": {
@@ -150,11 +169,13 @@ def openapi_document() -> dict[str, Any]:
             (
                 m,
                 "validation"
-                if m in (CreatePayment, CapturePayment, CreateRefund, VoidPayment)
+                if m
+                in (CreatePayment, CapturePayment, CreateRefund, VoidPayment, AuthenticatePayment)
                 else "serialization",
             )
             for m in (
                 CreatePayment,
+                AuthenticatePayment,
                 CapturePayment,
                 VoidPayment,
                 CreateRefund,
@@ -226,6 +247,7 @@ def openapi_document() -> dict[str, Any]:
                 422,
                 502,
             ),
+            "/v1/payments/{payment_id}/authenticate": _authenticate(),
             "/v1/payments/{payment_id}/refunds": _mutation(
                 "Refund a captured payment (partial allowed)",
                 "CreateRefund",

@@ -13,9 +13,10 @@ from pydantic import BaseModel
 from router.http import inputs, network
 from router.http.auth import Principal, authenticate
 from router.http.keys import METRICS, RUNTIME
-from router.payments import create, follow_on, lookups, methods, reads, refunds
+from router.payments import authentication, create, follow_on, lookups, methods, reads, refunds
 from router.payments.context import ApiResult, Call, Deadline
 from router.payments.models import (
+    AuthenticatePayment,
     CapturePayment,
     CreatePayment,
     CreateRefund,
@@ -103,6 +104,16 @@ async def refund_payment(request: web.Request) -> web.Response:
     return render(request, await refunds.refund_payment(call, payment_id, body))
 
 
+async def authenticate_payment(request: web.Request) -> web.Response:
+    who = principal(request, "payments:write")
+    payment_id = inputs.path_id(request, "payment_id")
+    body = await inputs.body(request, AuthenticatePayment)
+    status, view = await authentication.authenticate_payment(
+        runtime(request), who.caller.tenant, payment_id, body.details
+    )
+    return json_response(view, status)
+
+
 async def get_payment(request: web.Request) -> web.Response:
     who = principal(request, "payments:read")
     payment_id = inputs.path_id(request, "payment_id")
@@ -135,5 +146,6 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/v1/payments/{payment_id}/events", payment_events)
     app.router.add_post("/v1/payments/{payment_id}/capture", capture_payment)
     app.router.add_post("/v1/payments/{payment_id}/void", void_payment)
+    app.router.add_post("/v1/payments/{payment_id}/authenticate", authenticate_payment)
     app.router.add_post("/v1/payments/{payment_id}/refunds", refund_payment)
     app.router.add_get("/v1/refunds/{refund_id}", get_refund)

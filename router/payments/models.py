@@ -185,6 +185,20 @@ class VoidPayment(Strict):
     pass
 
 
+class AuthenticatePayment(Strict):
+    """What came back with the shopper from the acquirer's page (for Adyen,
+    the ``redirectResult`` of the return URL); empty for acquirers whose
+    result is read from the payment itself."""
+
+    details: Annotated[
+        dict[
+            Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_.]{0,63}$")],
+            Annotated[str, Field(max_length=20000)],
+        ],
+        Field(max_length=10, json_schema_extra={"additionalProperties": False}),
+    ] = Field(default_factory=dict)
+
+
 class CreateRefund(Strict):
     amount: Amount | None = Field(None, description="omit to refund what is left")
     reason: Annotated[str, Field(max_length=200)] | None = None
@@ -217,6 +231,14 @@ class DeclineView(BaseModel):
         return cls(code=decline.code, raw_code=decline.raw, category=decline.category)
 
 
+class PaymentMethodView(BaseModel):
+    """What the payment was paid with: never a number, never a whole token."""
+
+    type: str = Field(description="acquirer_tokens | vault | network_token")
+    hint: str = Field(description="enough to recognise it: a token's start, a token's last 4")
+    acquirers: list[str] = Field(description="acquirer_tokens: where the tokens were issued")
+
+
 class AttemptView(BaseModel):
     acquirer: str
     operation: str
@@ -233,6 +255,7 @@ class PaymentView(BaseModel):
     amount_decimal: str
     currency: str
     capture: bool
+    payment_method: PaymentMethodView
     captured_amount: int
     refunded_amount: int
     acquirer: str | None
@@ -260,6 +283,9 @@ class PaymentView(BaseModel):
             amount_decimal=money.to_decimal(p.amount, p.currency),
             currency=p.currency,
             capture=p.capture,
+            payment_method=PaymentMethodView(
+                type=p.method.type, hint=p.method.hint, acquirers=p.method.acquirers
+            ),
             captured_amount=p.captured_amount,
             refunded_amount=p.refunded_amount,
             acquirer=p.acquirer,

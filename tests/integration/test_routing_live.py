@@ -149,6 +149,25 @@ async def test_a_soft_decline_is_retried_once_at_another_acquirer(
     assert b.state.requests_seen == seen_by_b  # a hard decline is never retried elsewhere
 
 
+async def test_a_soft_retried_decline_shows_the_normalized_and_the_raw_code(
+    router_factory: RouterFactory, two_sandboxes: tuple[SandboxServer, SandboxServer]
+) -> None:
+    a, _ = two_sandboxes
+    # configured by category: whatever dialect the acquirer speaks
+    client = await router_factory(_config(two_sandboxes, soft_decline_categories=["soft"]))
+    await client.session.put(
+        f"{a.url}/_sandbox/faults", json=[{"mode": "decline", "decline_code": "91"}]
+    )
+    status, body = await _pay(client, "soft-raw-1")
+    assert (status, body["status"], body["acquirer"]) == (201, "captured", "sandbox-b")
+    first, second = body["attempts"]
+    assert (first["acquirer"], first["decline"]) == (
+        "sandbox-a",
+        {"code": "issuer_unavailable", "raw_code": "91", "category": "soft"},
+    )
+    assert (second["acquirer"], second["decline"]) == ("sandbox-b", None)
+
+
 async def test_soft_decline_retries_stop_at_the_cap(
     router_factory: RouterFactory, sandbox_factory: Any
 ) -> None:
