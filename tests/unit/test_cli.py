@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -58,3 +59,88 @@ def test_config_explain_refuses_an_invalid_payment(
     payment.write_text('{"amount": "ten", "currency": "EUR", "payment_method": "tok_visa"}')
     assert main(["config", "explain", str(DEMO_CONFIG), str(payment)]) == 2
     assert "payment: amount" in capsys.readouterr().err
+
+
+MIXED = """
+callers:
+  demo: {api_key_sha256: ["%s"]}
+acquirers:
+  stripe-eu: {kind: stripe, base_url: "https://api.stripe.com", api_key: {env: SK}}
+  adyen-eu:
+    kind: adyen
+    base_url: "https://checkout-test.adyen.com/v71"
+    api_key: {env: SK}
+    merchant_account: Shop
+    return_url: "https://shop.example/r"
+  cko: {kind: checkout, base_url: "https://api.sandbox.checkout.com", api_key: {env: SK}}
+  sandbox-a: {kind: sandbox, embedded: true}
+vaults:
+  cards: {kind: stripe_forwarding, embedded: true, acquirers: [adyen-eu, sandbox-a]}
+routing:
+  default: [stripe-eu, adyen-eu, cko, sandbox-a]
+""" % ("ab" * 32)
+
+
+@pytest.mark.parametrize(
+    ("method", "verdicts"),
+    [
+        (
+            {"type": "vault", "vault": "cards", "token": "tok_123456"},
+            {
+                "stripe-eu": "not eligible: vault cards does not forward to this acquirer",
+                "adyen-eu": "eligible",
+                "cko": "not eligible: vault cards does not forward to this acquirer",
+                "sandbox-a": "eligible",
+            },
+        ),
+        (
+            {
+                "type": "acquirer_tokens",
+                "tokens": {"stripe": "pm_1", "adyen-eu": "8416038790273850"},
+            },
+            {
+                "stripe-eu": "eligible",
+                "adyen-eu": "not eligible: a stored payment method needs the shopper_reference "
+                "it belongs to",
+                "cko": "not eligible: no token issued by this acquirer",
+                "sandbox-a": "not eligible: no token issued by this acquirer",
+            },
+        ),
+        (
+            {
+                "type": "network_token",
+                "number": "4895370012003478",
+                "expiry_month": 12,
+                "expiry_year": 2031,
+                "scheme": "amex",
+                "cryptogram": "AgAAAAAABk4DWZ4C28yUQAAAAAA=",
+            },
+            {
+                "stripe-eu": "not eligible: stripe does not take network tokens",
+                "adyen-eu": "eligible",
+                "cko": "not eligible: checkout takes Visa and Mastercard network tokens, not amex",
+                "sandbox-a": "eligible",
+            },
+        ),
+    ],
+)
+def test_config_explain_shows_for_each_acquirer_whether_the_method_can_go_there(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    method: dict[str, object],
+    verdicts: dict[str, str],
+) -> None:
+    monkeypatch.setenv("SK", "sk_test_abcdefgh1234")
+    config = tmp_path / "c.yaml"
+    config.write_text(MIXED)
+    payment = tmp_path / "p.json"
+    payment.write_text(json.dumps({"amount": 2500, "currency": "EUR", "payment_method": method}))
+    assert main(["config", "explain", str(config), str(payment)]) == 0
+    out = capsys.readouterr().out
+    shown = {
+        line.split()[0]: line.split(None, 1)[1]
+        for line in out.split("per acquirer:\n")[1].split("rule:")[0].splitlines()
+    }
+    assert shown == verdicts
+    assert "4895370012003478" not in out
