@@ -99,4 +99,8 @@ def token_fault(token: str) -> FaultRule | None:
         mode = FaultMode(token[len(prefix) :])
     except ValueError:
         return None
-    return FaultRule(mode=mode, latency_ms=2000 if mode is FaultMode.LATENCY else 0)
+    return FaultRule(
+        mode=mode,
+        latency_ms=2000 if mode is FaultMode.LATENCY else 0,
+        duration_s=1.0,  # refuse_connections: long enough to outlast the router's replays
+    )
