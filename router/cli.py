@@ -19,13 +19,13 @@ from adapters.sandbox.server import SandboxServer
 from router.config import DEMO_CONFIG, ConfigError, load_config
 from router.http.app import create_app
 from router.http.ops import metrics_app
-from router.http.server import Listen, listener_tls, serve
+from router.http.server import CannotListen, Listen, listener_tls, serve
 from router.ledger.export import moment, write_csv
 from router.ledger.postgres.ledger import PostgresLedger
 from router.ledger.postgres.migrate import migrate_url
 from router.ledger.protocol import LedgerUnavailable, SchemaNotCurrent
 from router.ops.drain import DRAINER_NICENESS, run_drainer
-from router.ops.workers import check_shareable, supervise
+from router.ops.workers import EXIT_CANNOT_START, check_shareable, supervise
 from router.payments.records import now_ms
 from router.routing.explain import explain, render
 from router.store.redis.store import RedisStore
@@ -61,7 +61,11 @@ def _serve(args: argparse.Namespace) -> int:
     print(f"payrouter listening on {scheme}://{host}:{port}  (config: {args.config})", flush=True)
     app = create_app(config, config_path=str(args.config))
     listen = Listen(host, port, tls, reuse_port=args.worker)
-    asyncio.run(serve(app, config.server, listen, side=metrics_app(app)))
+    try:
+        asyncio.run(serve(app, config.server, listen, side=metrics_app(app)))
+    except CannotListen as exc:
+        print(f"payrouter: {exc}", file=sys.stderr, flush=True)
+        return EXIT_CANNOT_START
     return 0
 
 

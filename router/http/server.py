@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 import ssl
 from dataclasses import dataclass, field
 from typing import Any
@@ -202,6 +203,35 @@ class Listen:
     reuse_port: bool = False
 
 
+class CannotListen(Exception):
+    """The port is taken (or the address is not ours): a start-up error that
+    no retry will fix, reported before anything else has started."""
+
+    def __init__(self, host: str, port: int, reason: str) -> None:
+        super().__init__(f"cannot listen on {host}:{port}: {reason}")
+
+
+def bind(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
+    """Bind the listening socket before the application starts, so a busy port
+    fails at once: no background task (store watch, reconciler) is running yet
+    that could hold the exit up."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except OSError as exc:
+        raise CannotListen(host, port, str(exc)) from None
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise CannotListen(host, port, exc.strerror or str(exc)) from None
+    sock.setblocking(False)
+    return sock
+
+
 async def serve(
     app: web.Application,
     server: ServerConfig,
@@ -211,21 +241,27 @@ async def serve(
     stop: asyncio.Event | None = None,
 ) -> None:
     """Serve ``app`` (and ``side``, the metrics app, on its own port) until
-    ``stop`` is set or SIGTERM/SIGINT arrives."""
+    ``stop`` is set or SIGTERM/SIGINT arrives.  Raises CannotListen before
+    starting anything when a port cannot be bound."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
-    runners = [Runner(app, server)]
-    if side is not None and server.metrics.port is not None:
-        runners.append(Runner(side, server))
+    apps = [app] + ([side] if side is not None and server.metrics.port is not None else [])
     ports = [listen.port, server.metrics.port]
+    sockets: list[socket.socket] = []
     try:
-        for runner, port in zip(runners, ports, strict=False):
+        for port in ports[: len(apps)]:
+            assert port is not None
+            sockets.append(bind(listen.host, port, reuse_port=listen.reuse_port))
+    except CannotListen:
+        for sock in sockets:
+            sock.close()
+        raise
+    runners = [Runner(one, server) for one in apps]
+    try:
+        for runner, sock in zip(runners, sockets, strict=True):
             await runner.setup()
             tls = listen.tls if runner is runners[0] else None
-            site = web.TCPSite(
-                runner, listen.host, port, ssl_context=tls, reuse_port=listen.reuse_port or None
-            )
-            await site.start()
+            await web.SockSite(runner, sock, ssl_context=tls).start()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
         await stop.wait()

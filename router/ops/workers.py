@@ -20,6 +20,10 @@ from router.config import Config
 
 log = logging.getLogger(__name__)
 
+#: a worker's exit status for a start-up error no restart fixes (a busy port):
+#: the supervisor stops the others and exits with it
+EXIT_CANNOT_START = 3
+
 
 def check_shareable(config: Config) -> list[str]:
     """Why this config cannot run in several processes (empty: it can)."""
@@ -50,6 +54,7 @@ class Supervisor:
         ]
         self.procs = [self._spawn() for _ in range(workers)]
         self.stopping = False
+        self.failed = False
 
     def _spawn(self) -> subprocess.Popen[bytes]:
         return subprocess.Popen(self.args)
@@ -63,6 +68,12 @@ class Supervisor:
 
     def _restart_the_dead(self) -> None:
         for index, proc in enumerate(self.procs):
+            if proc.returncode == EXIT_CANNOT_START or (
+                proc.poll() == EXIT_CANNOT_START and not self.stopping
+            ):
+                self.failed = True
+                self.forward(signal.SIGTERM, None)
+                return
             if proc.poll() is not None and not self.stopping:
                 log.warning("worker %d exited with %s; starting another", proc.pid, proc.returncode)
                 self.procs[index] = self._spawn()
@@ -73,7 +84,7 @@ class Supervisor:
         while not (self.stopping and all(p.poll() is not None for p in self.procs)):
             self._restart_the_dead()
             time.sleep(0.2)
-        return 0
+        return EXIT_CANNOT_START if self.failed else 0
 
 
 def supervise(config_path: Path, workers: int, host: str, port: int) -> int:

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 import yaml
 
+from router.ops.workers import EXIT_CANNOT_START
 from tests.helpers import (
     DEMO_KEY,
     ROOT,
@@ -98,3 +101,27 @@ def test_workers_refuse_a_config_they_cannot_share(tmp_path: Path) -> None:
     assert out.returncode == 2
     assert "store.kind must be redis" in out.stderr
     assert "embedded sandbox acquirers" in out.stderr
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+async def test_a_busy_port_makes_the_router_exit_at_once_with_the_reason(
+    tmp_path: Path, redis_server: RedisProcess, workers: int
+) -> None:
+    config = _config(
+        tmp_path / "r.yaml",
+        {"kind": "redis", "url": redis_server.url, "id_secret": {"env": "PAYROUTER_ID_SECRET"}},
+        {"sandbox-a": {"kind": "sandbox", "base_url": "http://127.0.0.1:9"}},
+    )
+    with socket.socket() as taken:  # someone else's listener, without SO_REUSEPORT
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        log = tmp_path / "err.log"
+        proc = spawn_router(config, port, log=log, extra=("--workers", str(workers)))
+        try:
+            code = await asyncio.to_thread(proc.wait, 20)
+        finally:
+            await stop_router(proc)
+    assert code == EXIT_CANNOT_START
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in log.read_text()
+    assert "Traceback" not in log.read_text()
