@@ -57,6 +57,8 @@ def _limits(request: web.Request) -> Problem | None:
 async def observe(request: web.Request, handler: Any) -> web.StreamResponse:
     rid = logs.new_request_id(request.headers.get("X-Request-Id"))
     token = logs.request_id.set(rid)
+    noted: dict[str, Any] = {"payment_id": request.match_info.get("payment_id")}
+    noted_token = logs.access_fields.set(noted)
     started = time.monotonic()
     resource = request.match_info.route.resource
     route = resource.canonical if resource is not None else "unmatched"
@@ -77,11 +79,14 @@ async def observe(request: web.Request, handler: Any) -> web.StreamResponse:
                     "route": route,
                     "status": response.status,
                     "duration_ms": round(elapsed * 1000, 2),
+                    "worker": logs.WORKER,
+                    **{k: v for k, v in noted.items() if v is not None},
                 }
             },
         )
         return response
     finally:
+        logs.access_fields.reset(noted_token)
         logs.request_id.reset(token)
 
 

@@ -24,6 +24,7 @@ from router.payments.models import (
     VoidPayment,
 )
 from router.runtime import Runtime
+from router.telemetry import logs
 
 
 def runtime(request: web.Request) -> Runtime:
@@ -60,11 +61,25 @@ def render(request: web.Request, result: ApiResult) -> web.Response:
     code = result.body.get("code")
     if isinstance(code, str) and code.startswith("idempotency_"):
         metrics.idempotency.labels(code).inc()
+    _note(result)
     return web.Response(
         status=result.status,
         body=orjson.dumps(result.body),
         content_type=result.content_type,
         headers=headers,
+    )
+
+
+def _note(result: ApiResult) -> None:
+    """What the access line says about this answer."""
+    body = result.body
+    found = body.get("payment_id") or body.get("id")
+    logs.note(
+        payment_id=found if isinstance(found, str) and found.startswith("pay_") else None,
+        refund_id=body.get("id") if body.get("payment_id") else None,
+        acquirer=body.get("acquirer"),
+        problem=body.get("code") if isinstance(body.get("code"), str) else None,
+        replayed=result.replayed,
     )
 
 

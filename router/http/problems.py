@@ -6,9 +6,11 @@ import orjson
 from aiohttp import web
 
 from router.problems import PROBLEM_CONTENT_TYPE, Problem
+from router.telemetry import logs
 
 
 def problem_response(problem: Problem) -> web.Response:
+    logs.note(problem=problem.code)
     response = web.Response(
         status=problem.status,
         body=orjson.dumps(problem.body()),

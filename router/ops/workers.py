@@ -10,6 +10,7 @@ started again, so one crash does not halve the capacity.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -52,12 +53,14 @@ class Supervisor:
             str(port),
             "--worker",
         ]
-        self.procs = [self._spawn() for _ in range(workers)]
+        self.procs = [self._spawn(index + 1) for index in range(workers)]
         self.stopping = False
         self.failed = False
 
-    def _spawn(self) -> subprocess.Popen[bytes]:
-        return subprocess.Popen(self.args)
+    def _spawn(self, worker: int) -> subprocess.Popen[bytes]:
+        """``worker``: its number (1..N), in its log lines as ``worker``."""
+        env = {**os.environ, "PAYROUTER_WORKER": str(worker)}
+        return subprocess.Popen(self.args, env=env)
 
     def forward(self, signum: int, _frame: object) -> None:
         if signum in (signal.SIGTERM, signal.SIGINT):
@@ -76,7 +79,7 @@ class Supervisor:
                 return
             if proc.poll() is not None and not self.stopping:
                 log.warning("worker %d exited with %s; starting another", proc.pid, proc.returncode)
-                self.procs[index] = self._spawn()
+                self.procs[index] = self._spawn(index + 1)
 
     def run(self) -> int:
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):

@@ -9,7 +9,9 @@ the response and sent on to acquirers.
 
 from __future__ import annotations
 
+import contextvars
 import logging
+import os
 import re
 import secrets
 import sys
@@ -22,6 +24,22 @@ from adapters.base import REQUEST_ID
 from router.pan import contains_pan, redact_pans
 
 request_id = REQUEST_ID  # one context variable: logs and acquirer calls share it
+
+#: what the current request's access line will say besides method, route and
+#: status: filled in by whoever learns it (the payment answer, a problem)
+access_fields: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "payrouter_access_fields", default=None
+)
+#: which worker of ``serve --workers N`` this process is (0: a single process)
+WORKER = os.environ.get("PAYROUTER_WORKER", "0")
+
+
+def note(**fields: Any) -> None:
+    """Add to the current request's access line (ignored outside a request)."""
+    current = access_fields.get()
+    if current is not None:
+        current.update({k: v for k, v in fields.items() if v is not None})
+
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _BEARER = re.compile(r"(?i)(bearer\s+)[^\s,\"']+")

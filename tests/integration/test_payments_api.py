@@ -331,3 +331,46 @@ async def test_a_request_outliving_its_lease_keeps_it_while_alive(
     assert charges_by_reference({"events": a.state.ledger}, {"events": b.state.ledger}) == {
         paid["id"]: 1
     }
+
+
+async def test_access_lines_carry_the_payment_acquirer_problem_replay_and_worker(
+    client: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="payrouter.access")
+    _, body, _ = await _post(client, "/v1/payments", "access-1", SALE)
+    await _post(client, "/v1/payments", "access-1", SALE)  # a replay
+    await _post(client, "/v1/payments", "access-1", SALE | {"amount": 1})  # key reused
+    lines = [r.fields for r in caplog.records if r.name == "payrouter.access"]  # type: ignore[attr-defined]
+    common = {"method": "POST", "route": "/v1/payments", "worker": "0"}
+    assert [
+        {
+            k: line.get(k)
+            for k in (*common, "status", "payment_id", "acquirer", "replayed", "problem")
+        }
+        for line in lines
+    ] == [
+        {
+            **common,
+            "status": 201,
+            "payment_id": body["id"],
+            "acquirer": "sandbox-a",
+            "replayed": False,
+            "problem": None,
+        },
+        {
+            **common,
+            "status": 201,
+            "payment_id": body["id"],
+            "acquirer": "sandbox-a",
+            "replayed": True,
+            "problem": None,
+        },
+        {
+            **common,
+            "status": 422,
+            "payment_id": None,
+            "acquirer": None,
+            "replayed": False,
+            "problem": "idempotency_key_reused",
+        },
+    ]
