@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from router.http import middleware
 from router.http.auth import authenticate_metrics
@@ -22,7 +22,7 @@ async def openapi(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     authenticate_metrics(request.app[CONFIG], request.headers.get("Authorization"))
-    body = generate_latest(request.app[METRICS].registry)
+    body = request.app[METRICS].exposition()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 

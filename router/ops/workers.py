@@ -11,13 +11,18 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
+from prometheus_client.multiprocess import mark_process_dead
+
 from router.config import Config
+from router.telemetry.metrics import MULTIPROCESS_DIR
 
 log = logging.getLogger(__name__)
 
@@ -53,13 +58,19 @@ class Supervisor:
             str(port),
             "--worker",
         ]
+        #: the workers' metric files, aggregated by whichever worker is scraped
+        self.metrics_dir = tempfile.mkdtemp(prefix="payrouter-metrics-")
         self.procs = [self._spawn(index + 1) for index in range(workers)]
         self.stopping = False
         self.failed = False
 
     def _spawn(self, worker: int) -> subprocess.Popen[bytes]:
         """``worker``: its number (1..N), in its log lines as ``worker``."""
-        env = {**os.environ, "PAYROUTER_WORKER": str(worker)}
+        env = {
+            **os.environ,
+            "PAYROUTER_WORKER": str(worker),
+            MULTIPROCESS_DIR: self.metrics_dir,
+        }
         return subprocess.Popen(self.args, env=env)
 
     def forward(self, signum: int, _frame: object) -> None:
@@ -79,6 +90,8 @@ class Supervisor:
                 return
             if proc.poll() is not None and not self.stopping:
                 log.warning("worker %d exited with %s; starting another", proc.pid, proc.returncode)
+                # its live gauges go (prometheus-client leaves this one untyped)
+                mark_process_dead(proc.pid, self.metrics_dir)  # type: ignore[no-untyped-call]
                 self.procs[index] = self._spawn(index + 1)
 
     def run(self) -> int:
@@ -87,6 +100,7 @@ class Supervisor:
         while not (self.stopping and all(p.poll() is not None for p in self.procs)):
             self._restart_the_dead()
             time.sleep(0.2)
+        shutil.rmtree(self.metrics_dir, ignore_errors=True)
         return EXIT_CANNOT_START if self.failed else 0
 
 

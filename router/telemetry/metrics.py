@@ -3,20 +3,31 @@
 Counters and histograms are updated where things happen; breaker, health and
 config state are read at scrape time from the current Runtime by a collector,
 so they can never drift from the objects that decide routing.
+
+Under ``serve --workers N`` every worker writes its counters and histograms
+to files in ``PROMETHEUS_MULTIPROC_DIR`` (prometheus-client's multiprocess
+mode, set up by the supervisor), and whichever worker answers a scrape
+aggregates all of them: a scrape shows the fleet of workers, not the one
+the connection happened to reach.  The state gauges (breaker, health) are
+the answering worker's own view, labelled with its number.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
     from router.runtime import Runtime
 
+#: set (by the supervisor of several workers) when metrics live in shared files
+MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 BREAKER_STATES = {"closed": 0, "half-open": 1, "open": 2}
 
@@ -29,19 +40,21 @@ class _StateCollector(Collector):
         rt = self._current()
         if rt is None:
             return
+        labels = ["acquirer", "worker"]
         breaker = GaugeMetricFamily(
-            "payrouter_breaker_state", "0 closed, 1 half-open, 2 open", labels=["acquirer"]
+            "payrouter_breaker_state", "0 closed, 1 half-open, 2 open", labels=labels
         )
         healthy = GaugeMetricFamily(
-            "payrouter_acquirer_healthy", "1 when active probes pass", labels=["acquirer"]
+            "payrouter_acquirer_healthy", "1 when active probes pass", labels=labels
         )
         routable = GaugeMetricFamily(
-            "payrouter_acquirer_routable", "1 when it takes new payments", labels=["acquirer"]
+            "payrouter_acquirer_routable", "1 when it takes new payments", labels=labels
         )
+        worker = os.environ.get("PAYROUTER_WORKER", "0")
         for name, acquirer in rt.acquirers.items():
-            breaker.add_metric([name], BREAKER_STATES.get(acquirer.breaker.state, 2))
-            healthy.add_metric([name], 1 if acquirer.health.healthy else 0)
-            routable.add_metric([name], 1 if acquirer.routable() else 0)
+            breaker.add_metric([name, worker], BREAKER_STATES.get(acquirer.breaker.state, 2))
+            healthy.add_metric([name, worker], 1 if acquirer.health.healthy else 0)
+            routable.add_metric([name, worker], 1 if acquirer.routable() else 0)
         info = InfoMetricFamily("payrouter_config", "the running config")
         info.add_metric([], {"version": rt.version})
         yield from (breaker, healthy, routable, info)
@@ -122,7 +135,21 @@ class Metrics:
             "payrouter_ledger_backlog",
             "record versions in the outbox not yet in the system of record",
             registry=r,
+            multiprocess_mode="livemax",  # every worker sees the same backlog
         )
+        #: the state read at scrape time (never aggregated across workers)
+        self.live = CollectorRegistry(auto_describe=True)
 
     def watch(self, current: Callable[[], Runtime | None]) -> None:
-        self.registry.register(_StateCollector(current))
+        self.live.register(_StateCollector(current))
+
+    def exposition(self) -> bytes:
+        """What /metrics answers: every worker's counters when several share
+        the metric files, this process's otherwise; then the live state."""
+        shared = os.environ.get(MULTIPROCESS_DIR)
+        if shared:
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry, path=shared)  # type: ignore[no-untyped-call]
+        else:
+            registry = self.registry
+        return generate_latest(registry) + generate_latest(self.live)

@@ -215,8 +215,8 @@ async def test_metrics_cover_requests_outcomes_breakers_and_config(
         'outcome="approved"} 1.0'
     ) in text
     assert 'payrouter_idempotency_total{result="replayed"} 1.0' in text
-    assert 'payrouter_breaker_state{acquirer="sandbox-a"} 0.0' in text
-    assert 'payrouter_acquirer_healthy{acquirer="sandbox-a"} 1.0' in text
+    assert 'payrouter_breaker_state{acquirer="sandbox-a",worker="0"} 0.0' in text
+    assert 'payrouter_acquirer_healthy{acquirer="sandbox-a",worker="0"} 1.0' in text
     assert "payrouter_acquirer_call_seconds_bucket" in text
     assert "payrouter_config_info{version=" in text
 

@@ -12,6 +12,7 @@ from typing import Any
 import aiohttp
 import pytest
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from router.ops.workers import EXIT_CANNOT_START
 from tests.helpers import (
@@ -125,3 +126,59 @@ async def test_a_busy_port_makes_the_router_exit_at_once_with_the_reason(
     assert code == EXIT_CANNOT_START
     assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in log.read_text()
     assert "Traceback" not in log.read_text()
+
+
+def _scraped(text: str) -> tuple[float, set[str]]:
+    """Payments answered 201 in this scrape, and the worker that answered it."""
+    created, workers = 0.0, set()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = sample.labels
+            if sample.name == "payrouter_http_requests_total" and labels.get("status") == "201":
+                created += sample.value if labels.get("route") == "/v1/payments" else 0
+            if sample.name == "payrouter_acquirer_healthy":
+                workers.add(labels["worker"])
+    return created, workers
+
+
+async def test_two_workers_answer_one_consistent_metrics_scrape(
+    tmp_path: Path, redis_server: RedisProcess, sandbox_factory: Any
+) -> None:
+    sandbox = await sandbox_factory("sandbox-a")
+    config = _config(
+        tmp_path / "r.yaml",
+        {"kind": "redis", "url": redis_server.url, "id_secret": {"env": "PAYROUTER_ID_SECRET"}},
+        {"sandbox-a": {"kind": "sandbox", "base_url": sandbox.url}},
+    )
+    port = free_port()
+    parent = spawn_router(config, port, extra=("--workers", "2"))
+    url = f"http://127.0.0.1:{port}"
+    try:
+        ids: list[str] = []
+        sent = 0
+        while sent < 30:  # fresh connections, so the kernel spreads them over both workers
+            try:
+                async with (
+                    aiohttp.ClientSession() as fresh,
+                    fresh.post(
+                        f"{url}/v1/payments", json=SALE, headers=headers(f"m-{sent}")
+                    ) as resp,
+                ):
+                    assert resp.status == 201
+                    ids.append((await resp.json())["id"])
+                    sent += 1
+            except aiohttp.ClientConnectionError:
+                await asyncio.sleep(0.05)  # still starting
+        totals, answered_by = [], set()
+        for _ in range(40):
+            async with aiohttp.ClientSession() as fresh, fresh.get(f"{url}/metrics") as resp:
+                created, workers = _scraped(await resp.text())
+            totals.append(created)
+            answered_by |= workers
+            if len(answered_by) == 2 and len(totals) >= 10:
+                break
+        assert answered_by == {"1", "2"}  # both workers answered scrapes...
+        assert set(totals) == {30.0}  # ...and every scrape counted every payment
+        assert charges_by_reference({"events": sandbox.state.ledger}) == dict.fromkeys(ids, 1)
+    finally:
+        assert await stop_router(parent) == 0
