@@ -100,6 +100,13 @@ class ServerConfig(Strict):
     watch_config_s: float = Field(
         2.0, ge=0, le=3600, description="poll the config file for changes; 0 turns it off"
     )
+    fleet_poll_s: float = Field(
+        0.5,
+        gt=0,
+        le=30,
+        description="how often every worker reads the fleet's operator state (drains, "
+        "reload requests) from the store and reports what it applied",
+    )
     header_timeout_s: float = Field(
         10.0,
         ge=0.5,

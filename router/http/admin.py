@@ -9,10 +9,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from router.http import inputs, network
 from router.http.auth import authenticate_admin
-from router.http.keys import CONFIG_PATH, DELIVERIES, DRAIN, RELOADER, RUNTIME
+from router.http.keys import CONFIG_PATH, DELIVERIES, DRAIN, FLEET, RELOADER, RUNTIME
 from router.http.payments import json_response
 from router.ledger.drainer import GROUP as LEDGER_GROUP
 from router.ledger.protocol import LedgerError
+from router.ops.fleet import fleet_view
 from router.payments.records import now_ms
 from router.problems import Problem
 from router.runtime import Runtime
@@ -69,8 +70,9 @@ async def _set_drain(request: web.Request, drained: bool) -> web.Response:
     acquirer = rt.acquirers.get(name)
     if acquirer is None:
         raise Problem(404, "acquirer_not_found", "no acquirer of that name in the current config")
-    acquirer.drained = drained
-    return json_response({"name": name, "drained": drained})
+    await rt.store.set_fleet_drain(name, drained)  # every worker obeys within fleet_poll_s
+    acquirer.drained = drained  # this one at once
+    return json_response({"name": name, "drained": drained, "scope": "fleet"})
 
 
 async def drain(request: web.Request) -> web.Response:
@@ -82,17 +84,28 @@ async def undrain(request: web.Request) -> web.Response:
 
 
 async def reload(request: web.Request) -> web.Response:
-    _admin_rt(request)
+    """Reload here at once (the answer says how it went) and ask every other
+    worker to, through the fleet state (``GET /admin/fleet`` shows who did)."""
+    rt = _admin_rt(request)
     if CONFIG_PATH not in request.app:
         raise Problem(409, "reload_unavailable", "this router was not started from a file")
+    member = request.app[FLEET]
+    member.generation = await rt.store.request_fleet_reload()
     result = await request.app[RELOADER].reload("admin call")
     body = {
         "ok": result.ok,
         "version": result.version,
         "changed": result.changed,
         "error": result.error,
+        "generation": member.generation,
     }
     return json_response(body, 200 if result.ok else 422)
+
+
+async def fleet(request: web.Request) -> web.Response:
+    """The operator state every instance obeys, and what each worker applied."""
+    rt = _admin_rt(request)
+    return json_response(await fleet_view(rt, request.app[FLEET]))
 
 
 async def config_info(request: web.Request) -> web.Response:
@@ -175,6 +188,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/admin/acquirers/{name}/undrain", undrain)
     app.router.add_post("/admin/config/reload", reload)
     app.router.add_get("/admin/config", config_info)
+    app.router.add_get("/admin/fleet", fleet)
     app.router.add_get("/admin/webhooks/dead", dead_letters)
     app.router.add_get("/admin/ledger", ledger_status)
     app.router.add_post("/admin/webhooks/redeliver", redeliver)

@@ -32,6 +32,7 @@ from router.http.keys import (
     DELIVERIES,
     DRAIN,
     EMBEDDED,
+    FLEET,
     HTTP_SESSION,
     LOOPS,
     METRICS,
@@ -44,6 +45,7 @@ from router.ledger.drainer import Drainer, DrainStatus, backlog_loop
 from router.ledger.protocol import Ledger, LedgerUnavailable
 from router.ops.background import Loops, background_ctx
 from router.ops.build import build_runtime, build_store, embedded_vault_key, open_ledger
+from router.ops.fleet import Member, fleet_loop
 from router.ops.maintenance import maintenance_loop
 from router.ops.reconciler import reconciler_loop
 from router.ops.reload import ConfigReloader, reloading
@@ -218,6 +220,10 @@ async def _store_watch_ctx(app: web.Application) -> AsyncIterator[None]:
     await app[LOOPS].stop("store-watch")
 
 
+def _fleet(app: web.Application) -> Any:
+    return fleet_loop(app[FLEET], functools.partial(_current, app), lambda: app.get(RELOADER))
+
+
 def _loops(app: web.Application) -> Loops:
     return app[LOOPS]
 
@@ -243,6 +249,7 @@ def create_app(
     app[CONFIG] = config
     app[METRICS] = Metrics()
     app[LOOPS] = Loops()
+    app[FLEET] = Member()
     app[METRICS].watch(lambda: app[RUNTIME].current if RUNTIME in app else None)
     if config_path is not None:
         app[CONFIG_PATH] = config_path
@@ -253,6 +260,7 @@ def create_app(
             background_ctx("reconciler", _loops, _reconciler),
             background_ctx("webhooks", _loops, _webhooks),
             background_ctx("maintenance", _loops, _maintenance),
+            background_ctx("fleet", _loops, _fleet),
             _store_watch_ctx,
         ]
         if config.ledger is not None:

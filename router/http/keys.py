@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from router.config import Config
     from router.ledger.drainer import DrainStatus
     from router.ops.background import Loops
+    from router.ops.fleet import Member
     from router.ops.reload import ConfigReloader
     from router.runtime import RuntimeHolder
     from router.telemetry.metrics import Metrics
@@ -32,3 +33,4 @@ RELOADER: web.AppKey[ConfigReloader] = web.AppKey("config_reloader")
 LOOPS: web.AppKey[Loops] = web.AppKey("background_loops")
 DELIVERIES: web.AppKey[DeliveryQueue] = web.AppKey("webhook_deliveries")
 DRAIN: web.AppKey[DrainStatus] = web.AppKey("ledger_drain")
+FLEET: web.AppKey[Member] = web.AppKey("fleet_member")

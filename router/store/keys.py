@@ -89,10 +89,16 @@ WEBHOOK_DEAD = f"{PREFIX}:{{webhooks}}:dead"
 INCARNATION = f"{PREFIX}:store:incarnation"
 SUSPECT_UNTIL = f"{PREFIX}:store:suspect_until"
 
-#: fleet-wide operator state (drains, reload requests) and instance heartbeats
-FLEET_STATE = f"{PREFIX}:fleet:state"
-FLEET_INSTANCES = f"{PREFIX}:fleet:instances"
+#: fleet-wide operator state (a hash: ``drained:<acquirer>`` fields and the
+#: reload ``generation``), the set of instances, and each instance's report;
+#: one hash tag, so the same commands run on Cluster
+FLEET_STATE = f"{PREFIX}:{{fleet}}:state"
+FLEET_INSTANCES = f"{PREFIX}:{{fleet}}:instances"
+#: the operator's intent outlives any instance, but not forever: a drain
+#: nobody touched for this long is forgotten (every change renews it)
+FLEET_STATE_TTL_MS = 30 * 86_400_000
 
 
 def fleet_instance(instance: str) -> str:
-    return f"{PREFIX}:fleet:instance:{instance}"
+    """One instance's report of what it applied (expires unless renewed)."""
+    return f"{PREFIX}:{{fleet}}:instance:{instance}"

@@ -30,6 +30,7 @@ from router.store.protocol import (
     Committed,
     Conflict,
     Finish,
+    FleetState,
     LeaseLost,
     Mismatch,
     OutboxEntry,
@@ -281,6 +282,34 @@ class MemoryStore:
 
     async def ping(self) -> None:
         return None
+
+    # -------------------------------------------------------------------- fleet
+    async def fleet_state(self) -> FleetState:
+        value = self._get(keys.FLEET_STATE)
+        return value if isinstance(value, FleetState) else FleetState()
+
+    async def set_fleet_drain(self, acquirer: str, drained: bool) -> None:
+        state = await self.fleet_state()
+        names = state.drained | {acquirer} if drained else state.drained - {acquirer}
+        self._put(keys.FLEET_STATE, FleetState(names, state.generation), keys.FLEET_STATE_TTL_MS)
+
+    async def request_fleet_reload(self) -> int:
+        state = await self.fleet_state()
+        new = FleetState(state.drained, state.generation + 1)
+        self._put(keys.FLEET_STATE, new, keys.FLEET_STATE_TTL_MS)
+        return new.generation
+
+    async def report_instance(self, instance: str, report: bytes, ttl_ms: int) -> None:
+        self._put(keys.fleet_instance(instance), report, ttl_ms)
+
+    async def fleet_instances(self) -> list[bytes]:
+        self._purge()
+        prefix = keys.fleet_instance("")
+        return [
+            value
+            for key, value in sorted(self._values.items())
+            if key.startswith(prefix) and isinstance(value, bytes)
+        ]
 
     async def close(self) -> None:
         return None

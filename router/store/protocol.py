@@ -206,6 +206,15 @@ class OutboxEntry:
         return load_record(self.event.kind, self.record)
 
 
+@dataclass(frozen=True, slots=True)
+class FleetState:
+    """What the operator asked of every instance."""
+
+    drained: frozenset[str] = frozenset()
+    #: bumped by each reload request; an instance reloads when it sees a new one
+    generation: int = 0
+
+
 class Store(Protocol):
     ttl_ms: int
 
@@ -239,6 +248,20 @@ class Store(Protocol):
     async def ping(self) -> None: ...
 
     async def close(self) -> None: ...
+
+    async def fleet_state(self) -> FleetState: ...
+
+    async def set_fleet_drain(self, acquirer: str, drained: bool) -> None: ...
+
+    async def request_fleet_reload(self) -> int:
+        """Bump the reload generation; the new one."""
+        ...
+
+    async def report_instance(self, instance: str, report: bytes, ttl_ms: int) -> None: ...
+
+    async def fleet_instances(self) -> list[bytes]:
+        """The reports of the instances alive (reported within their ttl)."""
+        ...
 
 
 class Outbox(Protocol):

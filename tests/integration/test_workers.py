@@ -19,6 +19,7 @@ from tests.helpers import (
     DEMO_KEY,
     ROOT,
     charges_by_reference,
+    eventually,
     headers,
     sha,
     spawn_router,
@@ -180,5 +181,99 @@ async def test_two_workers_answer_one_consistent_metrics_scrape(
         assert answered_by == {"1", "2"}  # both workers answered scrapes...
         assert set(totals) == {30.0}  # ...and every scrape counted every payment
         assert charges_by_reference({"events": sandbox.state.ledger}) == dict.fromkeys(ids, 1)
+    finally:
+        assert await stop_router(parent) == 0
+
+
+ADMIN_KEY = "sk_admin_fleet"
+
+
+async def test_a_drain_and_a_reload_reach_every_worker(
+    tmp_path: Path, redis_server: RedisProcess, sandbox_factory: Any
+) -> None:
+    a, b = await sandbox_factory("sandbox-a"), await sandbox_factory("sandbox-b")
+    path = tmp_path / "r.yaml"
+
+    def write(weight: int) -> None:
+        data = yaml.safe_load(
+            _config(
+                path,
+                {
+                    "kind": "redis",
+                    "url": redis_server.url,
+                    "id_secret": {"env": "PAYROUTER_ID_SECRET"},
+                },
+                {
+                    "sandbox-a": {"kind": "sandbox", "base_url": a.url, "weight": weight},
+                    "sandbox-b": {"kind": "sandbox", "base_url": b.url},
+                },
+            ).read_text()
+        )
+        data["admin"] = {"api_key_sha256": [sha(ADMIN_KEY)]}
+        data["server"] = {"watch_config_s": 0}  # only the reload request may reload
+        path.write_text(yaml.safe_dump(data))
+
+    write(1)
+    port = free_port()
+    parent = spawn_router(path, port, extra=("--workers", "2"))
+    url = f"http://127.0.0.1:{port}"
+    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+
+    async def fleet() -> dict[str, Any]:
+        for _ in range(200):
+            try:
+                async with (
+                    aiohttp.ClientSession() as fresh,
+                    fresh.get(f"{url}/admin/fleet", headers=admin) as resp,
+                ):
+                    return dict(await resp.json())
+            except aiohttp.ClientConnectionError:
+                await asyncio.sleep(0.05)
+        raise AssertionError("the router never answered")
+
+    try:
+        view = await eventually(fleet, lambda v: len(v["instances"]) == 2, seconds=20)
+        assert {i["worker"] for i in view["instances"]} == {"1", "2"}
+
+        async with (  # one worker gets the call
+            aiohttp.ClientSession() as one,
+            one.post(f"{url}/admin/acquirers/sandbox-a/drain", headers=admin) as r,
+        ):
+            assert (r.status, (await r.json())["scope"]) == (200, "fleet")
+        view = await eventually(
+            fleet,
+            lambda v: all(i["drained"] == ["sandbox-a"] for i in v["instances"]),
+            seconds=10,
+        )
+        assert view["drained"] == ["sandbox-a"]
+        assert [i["drained"] for i in view["instances"]] == [["sandbox-a"], ["sandbox-a"]]
+
+        seen_by_a = len(a.state.ledger)
+        for i in range(20):  # fresh connections: both workers take payments
+            async with (
+                aiohttp.ClientSession() as fresh,
+                fresh.post(
+                    f"{url}/v1/payments", json=SALE, headers=headers(f"after-drain-{i}")
+                ) as resp,
+            ):
+                assert (resp.status, (await resp.json())["acquirer"]) == (201, "sandbox-b")
+        assert len(a.state.ledger) == seen_by_a
+
+        before = {i["config_version"] for i in view["instances"]}
+        write(5)
+        async with (
+            aiohttp.ClientSession() as one,
+            one.post(f"{url}/admin/config/reload", headers=admin) as r,
+        ):
+            answer = await r.json()
+        assert (r.status, answer["changed"]) == (200, True)
+        view = await eventually(
+            fleet,
+            lambda v: {i["config_version"] for i in v["instances"]} == {answer["version"]},
+            seconds=10,
+        )
+        assert {i["config_version"] for i in view["instances"]} == {answer["version"]}
+        assert answer["version"] not in before
+        assert {i["generation"] for i in view["instances"]} == {answer["generation"]}
     finally:
         assert await stop_router(parent) == 0

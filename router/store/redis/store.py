@@ -24,6 +24,7 @@ from router.store.protocol import (
     CommitOutcome,
     Committed,
     Conflict,
+    FleetState,
     LeaseLost,
     Mismatch,
     Replay,
@@ -224,6 +225,48 @@ class RedisStore(RedisOutbox):
 
     async def close(self) -> None:
         await self.runner.close()
+
+    # -------------------------------------------------------------------- fleet
+    async def fleet_state(self) -> FleetState:
+        async with redis_boundary():
+            fields: dict[str, str] = await self.client.hgetall(keys.FLEET_STATE)
+        drained = frozenset(
+            name.removeprefix("drained:")
+            for name, value in fields.items()
+            if name.startswith("drained:") and value == "1"
+        )
+        return FleetState(drained, int(fields.get("generation", 0)))
+
+    async def set_fleet_drain(self, acquirer: str, drained: bool) -> None:
+        async with redis_boundary():
+            if drained:
+                await self.client.hset(keys.FLEET_STATE, f"drained:{acquirer}", "1")
+            else:
+                await self.client.hdel(keys.FLEET_STATE, f"drained:{acquirer}")
+            await self.client.pexpire(keys.FLEET_STATE, keys.FLEET_STATE_TTL_MS)
+
+    async def request_fleet_reload(self) -> int:
+        async with redis_boundary():
+            generation = await self.client.hincrby(keys.FLEET_STATE, "generation", 1)
+            await self.client.pexpire(keys.FLEET_STATE, keys.FLEET_STATE_TTL_MS)
+        return int(generation)
+
+    async def report_instance(self, instance: str, report: bytes, ttl_ms: int) -> None:
+        async with redis_boundary():
+            await self.client.set(keys.fleet_instance(instance), report, px=ttl_ms)
+            await self.client.sadd(keys.FLEET_INSTANCES, instance)
+            await self.client.pexpire(keys.FLEET_INSTANCES, keys.FLEET_STATE_TTL_MS)
+
+    async def fleet_instances(self) -> list[bytes]:
+        async with redis_boundary():
+            ids = sorted(await self.client.smembers(keys.FLEET_INSTANCES))
+            if not ids:
+                return []
+            reports = await self.client.mget([keys.fleet_instance(i) for i in ids])
+            gone = [i for i, report in zip(ids, reports, strict=True) if report is None]
+            if gone:
+                await self.client.srem(keys.FLEET_INSTANCES, *gone)
+        return [r if isinstance(r, bytes) else str(r).encode() for r in reports if r is not None]
 
     async def raw_hash(self, key: str) -> dict[str, str]:
         """For operator tools and tests: one hash as stored."""
