@@ -100,6 +100,19 @@ class ServerConfig(Strict):
     watch_config_s: float = Field(
         2.0, ge=0, le=3600, description="poll the config file for changes; 0 turns it off"
     )
+    shutdown_drain_s: float = Field(
+        5.0,
+        ge=0,
+        le=300,
+        description="on SIGTERM, /readyz answers 503 and requests are still served this long "
+        "(while the load balancer takes the instance out), before the listener closes",
+    )
+    shutdown_timeout_s: float = Field(
+        30.0,
+        ge=0,
+        le=600,
+        description="after the listener closes, how long requests in flight may take to finish",
+    )
     fleet_poll_s: float = Field(
         0.5,
         gt=0,

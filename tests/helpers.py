@@ -141,10 +141,11 @@ def spawn_router(
 
 
 async def stop_router(proc: subprocess.Popen[bytes], seconds: float = 15) -> int:
-    """SIGTERM, then its exit code; a router (and its workers) still running
+    """SIGINT (the stop without the rolling-deploy drain, which has tests of
+    its own), then its exit code; a router (and its workers) still running
     after ``seconds`` is killed and -9 returned, so no test leaks processes."""
     if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signal.SIGINT)
     try:
         return await asyncio.to_thread(proc.wait, seconds)
     except subprocess.TimeoutExpired:

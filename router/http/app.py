@@ -34,10 +34,12 @@ from router.http.keys import (
     EMBEDDED,
     FLEET,
     HTTP_SESSION,
+    LIFECYCLE,
     LOOPS,
     METRICS,
     RELOADER,
     RUNTIME,
+    Lifecycle,
 )
 from router.http.server import name_the_product
 from router.ledger.drainer import GROUP as LEDGER_GROUP
@@ -250,6 +252,7 @@ def create_app(
     app[METRICS] = Metrics()
     app[LOOPS] = Loops()
     app[FLEET] = Member()
+    app[LIFECYCLE] = Lifecycle()
     app[METRICS].watch(lambda: app[RUNTIME].current if RUNTIME in app else None)
     if config_path is not None:
         app[CONFIG_PATH] = config_path

@@ -7,6 +7,7 @@ classes it names at run time would tie them all into one import knot.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import aiohttp
@@ -34,3 +35,13 @@ LOOPS: web.AppKey[Loops] = web.AppKey("background_loops")
 DELIVERIES: web.AppKey[DeliveryQueue] = web.AppKey("webhook_deliveries")
 DRAIN: web.AppKey[DrainStatus] = web.AppKey("ledger_drain")
 FLEET: web.AppKey[Member] = web.AppKey("fleet_member")
+
+
+@dataclass
+class Lifecycle:
+    """Where this process is in its life: ``draining`` once it was told to stop."""
+
+    draining: bool = False
+
+
+LIFECYCLE = web.AppKey("lifecycle", Lifecycle)

@@ -18,7 +18,7 @@ from aiohttp import web
 
 from adapters.connector import WebhookRefused
 from router.http import inputs
-from router.http.keys import METRICS
+from router.http.keys import LIFECYCLE, METRICS
 from router.http.problems import problem_response
 from router.problems import Problem, store_unavailable
 from router.store.protocol import StoreUnavailable
@@ -67,6 +67,8 @@ async def observe(request: web.Request, handler: Any) -> web.StreamResponse:
         refused = _limits(request)
         response = problem_response(refused) if refused else await handler(request)
         response.headers["X-Request-Id"] = rid
+        if LIFECYCLE in request.app and request.app[LIFECYCLE].draining:
+            response.force_close()  # keep-alive clients reconnect to another instance
         elapsed = time.monotonic() - started
         metrics = request.app[METRICS]
         metrics.requests.labels(route, method, str(response.status)).inc()

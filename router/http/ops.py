@@ -9,7 +9,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from router.http import middleware
 from router.http.auth import authenticate_metrics
-from router.http.keys import CONFIG, LOOPS, METRICS
+from router.http.keys import CONFIG, LIFECYCLE, LOOPS, METRICS
 from router.http.openapi import openapi_document
 from router.http.payments import json_response, runtime
 from router.http.server import name_the_product
@@ -33,6 +33,8 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     """Readiness: the store answers and every background loop still runs."""
+    if LIFECYCLE in request.app and request.app[LIFECYCLE].draining:
+        return json_response({"status": "draining", "store": "unknown", "dead_loops": []}, 503)
     dead = request.app[LOOPS].dead() if LOOPS in request.app else []
     try:
         await runtime(request).store.ping()

@@ -42,6 +42,7 @@ from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
 from router.config import ServerConfig
+from router.http.keys import LIFECYCLE
 from router.problems import PROBLEM_CONTENT_TYPE, Problem
 
 log = logging.getLogger(__name__)
@@ -241,8 +242,9 @@ async def serve(
     stop: asyncio.Event | None = None,
 ) -> None:
     """Serve ``app`` (and ``side``, the metrics app, on its own port) until
-    ``stop`` is set or SIGTERM/SIGINT arrives.  Raises CannotListen before
-    starting anything when a port cannot be bound."""
+    ``stop`` is set or SIGTERM/SIGINT arrives (SIGTERM drains first:
+    :func:`drain_before_closing`).  Raises CannotListen before starting
+    anything when a port cannot be bound."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     apps = [app] + ([side] if side is not None and server.metrics.port is not None else [])
@@ -256,15 +258,36 @@ async def serve(
         for sock in sockets:
             sock.close()
         raise
-    runners = [Runner(one, server) for one in apps]
+    runners = [Runner(one, server, shutdown_timeout=server.shutdown_timeout_s) for one in apps]
     try:
         for runner, sock in zip(runners, sockets, strict=True):
             await runner.setup()
             tls = listen.tls if runner is runners[0] else None
             await web.SockSite(runner, sock, ssl_context=tls).start()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
+        graceful: list[bool] = []
+
+        def on_signal(drain: bool) -> None:
+            graceful.append(drain)
+            stop.set()
+
+        # SIGTERM (an orchestrator's stop): drain first; SIGINT (Ctrl-C): at once
+        loop.add_signal_handler(signal.SIGTERM, on_signal, True)
+        loop.add_signal_handler(signal.SIGINT, on_signal, False)
         await stop.wait()
+        if graceful and graceful[0]:
+            await drain_before_closing(app, server.shutdown_drain_s)
     finally:
         for runner in reversed(runners):
             await runner.cleanup()
+
+
+async def drain_before_closing(app: web.Application, seconds: float) -> None:
+    """A rolling deploy without refused requests: first say "not ready" (the
+    load balancer stops sending new connections) and ask keep-alive clients
+    to reconnect elsewhere, while still answering everything for
+    ``seconds``; then the listener closes and requests in flight get
+    ``shutdown_timeout_s`` to finish."""
+    if LIFECYCLE in app:
+        app[LIFECYCLE].draining = True
+    log.info("stopping: not ready, serving for %.1f s more before closing", seconds)
+    await asyncio.sleep(seconds)

@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 import yaml
-from prometheus_client import generate_latest
 
 from router.config import parse_config
 from router.telemetry.metrics import Metrics
@@ -83,6 +82,15 @@ def test_the_deployment_probes_runs_unprivileged_and_drains_in_flight_calls(
     assert container["resources"]["limits"]
     config = _configmap_config(k8s)
     assert spec["terminationGracePeriodSeconds"] > config.payments.deadline_s
+    # a rolling deploy: out of the endpoints (preStop), not ready while still
+    # serving (drain), calls in flight finish (timeout): all inside the grace period
+    pre_stop = container["lifecycle"]["preStop"]["exec"]["command"]
+    assert pre_stop[0] == "sleep"
+    assert config.server.shutdown_drain_s > 0
+    assert spec["terminationGracePeriodSeconds"] > (
+        float(pre_stop[1]) + config.server.shutdown_drain_s + config.server.shutdown_timeout_s
+    )
+    assert config.server.shutdown_timeout_s >= config.payments.deadline_s
     strategy = k8s["Deployment"]["spec"]["strategy"]["rollingUpdate"]
     assert strategy["maxUnavailable"] == 0
 
@@ -216,7 +224,7 @@ def test_the_image_is_slim_non_root_and_health_checked() -> None:
 def test_every_metric_the_dashboard_queries_exists() -> None:
     metrics = Metrics()
     metrics.watch(lambda: SimpleNamespace(acquirers={}, version="x"))  # type: ignore[arg-type,return-value]
-    exposed = set(re.findall(r"^# TYPE (\S+) ", generate_latest(metrics.registry).decode(), re.M))
+    exposed = set(re.findall(r"^# TYPE (\S+) ", metrics.exposition().decode(), re.M))
     suffixes = ("_total", "_bucket", "_sum", "_count", "_info")
     dashboard = json.loads((DEPLOY / "grafana" / "payrouter-dashboard.json").read_text())
     queried = {
