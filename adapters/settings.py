@@ -83,6 +83,14 @@ class HealthSettings(Strict):
         description="the latency average forgets what it saw with this half-life, so an "
         "acquirer that healed wins its traffic back",
     )
+    latency_recheck_s: float = Field(
+        5.0,
+        gt=0,
+        le=600,
+        description="an acquirer not measured for this long gets one request from the "
+        "least_latency balancer, and that measurement replaces its stale average: a healed "
+        "acquirer wins its traffic back within about this time",
+    )
 
 
 Counted = Literal["not_processed", "outcome_unknown", "integration_error"]

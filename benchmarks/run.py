@@ -264,8 +264,31 @@ async def chaos(s: Stack, spec: dict[str, Any], out: Path) -> dict[str, Any]:
         "outcomes": report.outcome_summary(samples),
         "traffic_share": {a: sum(1 for x in samples if x.acquirer == a) for a in s.sandboxes},
         "failed_payments": len(failed),
+        **_returns(spec, samples),
         **checked,
     }
+
+
+#: a healed acquirer "has its traffic back" in the first second it takes this share
+RETURN_SHARE = 0.2
+
+
+def _returns(spec: dict[str, Any], samples: list[Any]) -> dict[str, Any]:
+    """For each heal event: seconds until the healed acquirer took RETURN_SHARE
+    of a second's payments again (None: not within the run)."""
+    found = {}
+    for event in spec.get("events", []):
+        if event["action"] != "heal":
+            continue
+        second = int(event["at_s"])
+        back = None
+        while second < spec["duration_s"] and back is None:
+            placed = [x.acquirer for x in samples if second <= x.started < second + 1]
+            if placed and placed.count(event["target"]) / len(placed) >= RETURN_SHARE:
+                back = second + 1 - event["at_s"]
+            second += 1
+        found[f"{event['target']}_traffic_back_after_s"] = back
+    return found
 
 
 #: the system of record's settings per variant of the ledger-cost scenario

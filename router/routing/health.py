@@ -10,10 +10,12 @@ ejects an outlier for ``ejection_s`` when its error rate crosses the limit.
 A decline is a success here: the acquirer did its job.
 
 The latency average forgets: read with :meth:`AcquirerHealth.latency_ms`, it
-halves every ``latency_half_life_s`` without a new observation.  Otherwise an
-acquirer that was slow for a while and then got no traffic would keep its
-bad average forever and never be tried again; decaying, it soon looks fast
-enough to win a power-of-two comparison, gets a request, and is measured anew.
+halves every ``latency_half_life_s`` without a new observation, and a
+measurement after ``latency_recheck_s`` of silence replaces it instead of
+being blended in (an average that old describes a past acquirer).  Otherwise
+an acquirer that was slow for a while and then got no traffic would keep its
+bad average for most of a minute; the least-latency balancer sends it one
+request per ``latency_recheck_s`` to measure it anew.
 """
 
 from __future__ import annotations
@@ -75,8 +77,9 @@ class AcquirerHealth:
         now = time.monotonic() if now is None else now
         ms = latency_s * 1000
         current = self.latency_ms(now)
+        stale = now - self.latency_seen_at >= self.policy.latency_recheck_s
         self.latency_ewma_ms = (
-            ms if current is None else (1 - EWMA_ALPHA) * current + EWMA_ALPHA * ms
+            ms if current is None or stale else (1 - EWMA_ALPHA) * current + EWMA_ALPHA * ms
         )
         self.latency_seen_at = now
         self.error_ewma = (1 - EWMA_ALPHA) * self.error_ewma + EWMA_ALPHA * (1.0 if failed else 0.0)

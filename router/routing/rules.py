@@ -91,7 +91,13 @@ class RoutingConfig(Strict):
     panic_threshold: float = Field(
         0.5, ge=0, le=1, description="below this healthy share, health is ignored"
     )
-    exploration: float = Field(0.05, ge=0, le=1, description="success_rate balancer")
+    exploration: float = Field(
+        0.05,
+        ge=0,
+        le=1,
+        description="share of requests sent to a random acquirer (least_latency and "
+        "success_rate balancers), so a recovered one is noticed",
+    )
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from adapters.settings import HealthSettings
 from router.routing.acquirers import RoutingState
 from router.routing.balancers import (
     LeastLatencyBalancer,
@@ -63,6 +64,56 @@ def test_least_latency_prefers_the_faster_of_two_random_choices() -> None:
     states["slow"].health.observe(0.300, failed=False)
     balancer = LeastLatencyBalancer(random.Random(1))
     assert all(balancer.order(["slow", "fast"], states)[0] == "fast" for _ in range(20))
+
+
+def _after_a_brownout(
+    balancer_of: Any, seconds: float = 20.0, recheck_s: float = 5.0
+) -> list[tuple[float, str]]:
+    """sandbox a answered in 150 ms until t=0 and 4 ms after, b 5 ms all along;
+    20 requests a second, each measured.  The picks, with their times."""
+    clock = [0.0]
+    states = _states(a=1, b=1)
+    for state in states.values():
+        state.health.policy = HealthSettings(latency_recheck_s=recheck_s)
+    for t in (-4.0, -3.0, -2.0, -1.0, 0.0):
+        states["a"].health.observe(0.150, failed=False, now=t)
+        states["b"].health.observe(0.005, failed=False, now=t)
+    balancer = balancer_of(lambda: clock[0])
+    picks = []
+    while clock[0] < seconds:
+        first = balancer.order(["a", "b"], states)[0]
+        latency = 0.004 if first == "a" else 0.005
+        states[first].health.observe(latency, failed=False, now=clock[0])
+        picks.append((clock[0], first))
+        clock[0] += 0.05
+    return picks
+
+
+def test_a_healed_acquirer_wins_least_latency_traffic_back_within_the_recheck_time() -> None:
+    picks = _after_a_brownout(
+        lambda clock: LeastLatencyBalancer(random.Random(3), 0.0, clock=clock)
+    )
+    first_back = next(t for t, name in picks if name == "a")
+    assert first_back == pytest.approx(5.0, abs=0.06)
+    later = [name for t, name in picks if t >= 7.0]
+    assert later.count("a") / len(later) > 0.4  # measured fast again: it competes
+
+
+def test_without_rechecks_the_decaying_average_alone_keeps_it_out_for_long() -> None:
+    """Why the recheck exists: the half-life alone takes most of a minute."""
+    picks = _after_a_brownout(
+        lambda clock: LeastLatencyBalancer(random.Random(3), 0.0, clock=clock), recheck_s=600.0
+    )
+    assert [name for _, name in picks].count("a") == 0
+
+
+def test_least_latency_explores_a_share_of_requests() -> None:
+    picks = _after_a_brownout(
+        lambda clock: LeastLatencyBalancer(random.Random(3), 0.1, clock=clock),
+        seconds=2.0,
+        recheck_s=600.0,
+    )
+    assert [name for _, name in picks].count("a") > 0
 
 
 def test_success_rate_explores_a_little_and_otherwise_picks_the_best() -> None:
