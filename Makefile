@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 CONFIG  ?= config/demo.yaml
 
-.PHONY: run test bench lint typecheck check servers clean
+.PHONY: run test bench bench-publish lint typecheck check servers clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -33,9 +33,14 @@ servers:
 test: $(STAMP) servers
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
-# A short run of every scenario (under 2 minutes); figures land in benchmarks/results/.
+# A short run of every scenario (a few minutes); the report and plots land in
+# benchmarks/out/ (ignored by git). bench-publish also copies them to
+# benchmarks/results/, the figures the README shows.
 bench: $(STAMP) servers
-	$(BIN)/python -m benchmarks.run --quick --publish
+	$(BIN)/python -m benchmarks.run --quick
+
+bench-publish: $(STAMP) servers
+	$(BIN)/python -m benchmarks.run --publish
 
 lint: $(STAMP)
 	$(BIN)/ruff check router adapters tests benchmarks

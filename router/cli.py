@@ -8,7 +8,9 @@ import logging
 import os
 import signal
 import sys
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 import orjson
 import yaml
@@ -221,14 +223,78 @@ def _drain(args: argparse.Namespace) -> int:
     return 0
 
 
-def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="payrouter", description=__doc__)
-    sub = top.add_subparsers(dest="command", required=True)
+#: shown by ``--help``: plain text (argparse prints it as written)
+DESCRIPTION = "payrouter: serve the router, run a sandbox acquirer, check configs."
 
-    serve = sub.add_parser("serve", help="run the router")
-    serve.add_argument("--config", type=Path, default=DEMO_CONFIG)
-    serve.add_argument("--host")
-    serve.add_argument("--port", type=int)
+
+class HelpFormat(argparse.ArgumentDefaultsHelpFormatter):
+    """Defaults shown, except where there is none or the help already says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if action.default in (None, False) or "default" in text:
+            return text
+        return super()._get_help_string(action)
+
+
+def _command(sub: Any, name: str, summary: str) -> argparse.ArgumentParser:
+    """A subcommand whose --help shows every option's default."""
+    made: argparse.ArgumentParser = sub.add_parser(
+        name, help=summary, description=summary, formatter_class=HelpFormat
+    )
+    return made
+
+
+def _config_option(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--config", type=Path, required=True, help="the router's config file")
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="payrouter", description=DESCRIPTION, formatter_class=HelpFormat
+    )
+    sub = top.add_subparsers(dest="command", required=True)
+    _serve_parser(sub)
+    _sandbox_parser(sub)
+    _config_parser(sub)
+
+    webhooks = _command(sub, "webhooks", "outbound webhook tools")
+    webhooks_sub = webhooks.add_subparsers(dest="webhooks_command", required=True)
+    redeliver = _command(
+        webhooks_sub, "redeliver", "send dead-lettered deliveries again (all, or the ids given)"
+    )
+    _config_option(redeliver)
+    redeliver.add_argument("--list", action="store_true", help="only list the dead letters")
+    redeliver.add_argument("ids", nargs="*", help="dead letter ids (none: all of them)")
+    redeliver.set_defaults(func=_redeliver)
+
+    db = _command(sub, "db", "the system of record's database")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    migrate = _command(db_sub, "migrate", "apply the schema migrations that are missing")
+    _config_option(migrate)
+    migrate.set_defaults(func=_db_migrate)
+
+    _ledger_parser(sub)
+    drain = _command(sub, "drain", "run the outbox drainer on its own (ledger.drain: external)")
+    _config_option(drain)
+    drain.set_defaults(func=_drain)
+    health = _command(sub, "health", "exit 0 when a payrouter process answers (container probes)")
+    health.add_argument(
+        "--url",
+        default=os.environ.get("PAYROUTER_HEALTH_URL", DEFAULT_HEALTH_URL),
+        help="what to ask (env PAYROUTER_HEALTH_URL)",
+    )
+    health.set_defaults(func=_health)
+    return top
+
+
+def _serve_parser(sub: Any) -> None:
+    serve = _command(sub, "serve", "run the router")
+    serve.add_argument(
+        "--config", type=Path, default=DEMO_CONFIG, help="config file (default: the embedded demo)"
+    )
+    serve.add_argument("--host", help="listen address (default: server.host of the config)")
+    serve.add_argument("--port", type=int, help="listen port (default: server.port of the config)")
     serve.add_argument(
         "--workers",
         type=int,
@@ -238,60 +304,56 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     serve.set_defaults(func=_serve)
 
-    sandbox = sub.add_parser("sandbox", help="run a sandbox acquirer")
-    sandbox.add_argument("--port", type=int, required=True)
-    sandbox.add_argument("--host", default="127.0.0.1")
-    sandbox.add_argument("--name", default="sandbox")
+
+def _sandbox_parser(sub: Any) -> None:
+    sandbox = _command(sub, "sandbox", "run a sandbox acquirer")
+    sandbox.add_argument("--port", type=int, required=True, help="listen port")
+    sandbox.add_argument("--host", default="127.0.0.1", help="listen address")
+    sandbox.add_argument("--name", default="sandbox", help="its name in logs and ledgers")
     sandbox.add_argument("--api-key", default=None, help="require this bearer key")
     sandbox.add_argument("--faults", type=Path, help="YAML/JSON list of fault rules")
     sandbox.set_defaults(func=_sandbox)
 
-    config = sub.add_parser("config", help="configuration tools")
+
+def _config_parser(sub: Any) -> None:
+    config = _command(sub, "config", "configuration tools")
     config_sub = config.add_subparsers(dest="config_command", required=True)
-    validate = config_sub.add_parser("validate", help="check a config file")
-    validate.add_argument("file", type=Path)
+    validate = _command(config_sub, "validate", "check a config file")
+    validate.add_argument("file", type=Path, help="the config file")
     validate.set_defaults(func=_validate)
-    explain = config_sub.add_parser(
-        "explain", help="which acquirers a sample payment would try, in order, and why"
+    explain = _command(
+        config_sub, "explain", "which acquirers a sample payment would try, in order, and why"
     )
-    explain.add_argument("config", type=Path)
+    explain.add_argument("config", type=Path, help="the config file")
     explain.add_argument("payment", type=Path, help="JSON body of POST /v1/payments (+ caller)")
-    explain.add_argument("--json", action="store_true")
+    explain.add_argument("--json", action="store_true", help="machine-readable output")
     explain.set_defaults(func=_explain)
-    webhooks = sub.add_parser("webhooks", help="outbound webhook tools")
-    webhooks_sub = webhooks.add_subparsers(dest="webhooks_command", required=True)
-    redeliver = webhooks_sub.add_parser(
-        "redeliver", help="send dead-lettered deliveries again (all, or the ids given)"
-    )
-    redeliver.add_argument("--config", type=Path, required=True)
-    redeliver.add_argument("--list", action="store_true", help="only list the dead letters")
-    redeliver.add_argument("ids", nargs="*")
-    redeliver.set_defaults(func=_redeliver)
 
-    db = sub.add_parser("db", help="the system of record's database")
-    db_sub = db.add_subparsers(dest="db_command", required=True)
-    migrate = db_sub.add_parser("migrate", help="apply the schema migrations that are missing")
-    migrate.add_argument("--config", type=Path, required=True)
-    migrate.set_defaults(func=_db_migrate)
 
-    ledger = sub.add_parser("ledger", help="the system of record")
+def _ledger_parser(sub: Any) -> None:
+    ledger = _command(sub, "ledger", "the system of record")
     ledger_sub = ledger.add_subparsers(dest="ledger_command", required=True)
-    export = ledger_sub.add_parser(
-        "export", help="money movements as CSV (authorizations, captures, voids, refunds)"
+    export = _command(
+        ledger_sub, "export", "money movements as CSV (authorizations, captures, voids, refunds)"
     )
-    export.add_argument("--config", type=Path, required=True)
+    _config_option(export)
     export.add_argument("--from", dest="from_", required=True, help="YYYY-MM-DD or ISO time")
     export.add_argument("--to", required=True, help="YYYY-MM-DD (included) or ISO time")
     export.add_argument("--acquirer", help="only this acquirer's movements")
     export.add_argument("--output", type=Path, help="file to write (default: standard output)")
     export.set_defaults(func=_ledger_export)
 
-    drain = sub.add_parser(
-        "drain", help="run the outbox drainer on its own (ledger.drain: external)"
-    )
-    drain.add_argument("--config", type=Path, required=True)
-    drain.set_defaults(func=_drain)
-    return top
+
+DEFAULT_HEALTH_URL = "http://127.0.0.1:8080/healthz"
+
+
+def _health(args: argparse.Namespace) -> int:
+    try:
+        with urllib.request.urlopen(args.url, timeout=2) as answer:
+            return 0 if answer.status == 200 else 1
+    except (OSError, ValueError) as exc:
+        print(f"payrouter health: {args.url}: {exc}", file=sys.stderr)
+        return 1
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -33,7 +33,9 @@ from adapters.settings import EnvSecret, SigningKey
 from router.known_keys import is_known_key_hash
 from router.routing.rules import RoutingConfig
 
-DEMO_CONFIG = Path(__file__).resolve().parent.parent / "config" / "demo.yaml"
+#: the embedded demo (config/demo.yaml, shipped inside the package as
+#: router/demo.yaml, a link to it, so ``payrouter serve`` works installed)
+DEMO_CONFIG = Path(__file__).parent / "demo.yaml"
 
 
 class Strict(BaseModel):

@@ -9,6 +9,7 @@ import pytest
 
 from router.cli import main
 from router.config import DEMO_CONFIG
+from tests.helpers import ROOT
 
 
 def test_config_validate_accepts_the_demo(capsys: pytest.CaptureFixture[str]) -> None:
@@ -43,7 +44,7 @@ def test_config_explain_prints_the_rule_and_the_order(
         monkeypatch.setenv(name, "ab" * 32)
     payment = tmp_path / "p.json"
     payment.write_text('{"amount": 250000, "currency": "EUR", "payment_method": "tok_visa"}')
-    config = DEMO_CONFIG.parent / "production.example.yaml"
+    config = ROOT / "config" / "production.example.yaml"
     assert main(["config", "explain", str(config), str(payment)]) == 0
     out = capsys.readouterr().out
     assert "rule:    eur-high-value" in out
@@ -144,3 +145,55 @@ def test_config_explain_shows_for_each_acquirer_whether_the_method_can_go_there(
     }
     assert shown == verdicts
     assert "4895370012003478" not in out
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["serve"], ["sandbox"], ["config", "explain"], ["ledger", "export"], ["drain"], ["health"]],
+)
+def test_help_shows_defaults_in_plain_text(
+    command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as done:
+        main([*command, "--help"])
+    assert done.value.code == 0
+    text = capsys.readouterr().out
+    assert "``" not in text
+    assert ":class:" not in text
+    assert "(default: None)" not in text
+    if command == ["sandbox"]:
+        assert "(default: 127.0.0.1)" in text
+    if command == ["serve"]:
+        assert "(default: 1)" in text
+        assert "default: the embedded demo" in text
+
+
+def test_the_demo_config_ships_inside_the_package() -> None:
+    assert DEMO_CONFIG.parent == ROOT / "router"
+    assert DEMO_CONFIG.read_text() == (ROOT / "config" / "demo.yaml").read_text()
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert '"router" = ["demo.yaml"]' in pyproject
+
+
+def test_health_exits_0_only_when_the_url_answers_200(tmp_path: Path) -> None:
+    import http.server
+    import threading
+
+    class Ok(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200 if self.path == "/healthz" else 503)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            return
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Ok)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        port = server.server_address[1]
+        assert main(["health", "--url", f"http://127.0.0.1:{port}/healthz"]) == 0
+        assert main(["health", "--url", f"http://127.0.0.1:{port}/other"]) == 1
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert main(["health", "--url", "http://127.0.0.1:9/healthz"]) == 1

@@ -237,3 +237,42 @@ def test_every_metric_the_dashboard_queries_exists() -> None:
     for name in queried:
         base = next((name[: -len(s)] for s in suffixes if name.endswith(s)), name)
         assert name in exposed or base in exposed, name
+
+
+def test_each_role_of_the_image_has_a_health_check_that_fits_it() -> None:
+    """The image's HEALTHCHECK asks PAYROUTER_HEALTH_URL (default: the router's
+    /healthz on 8080): a sandbox says where it listens, and a role without a
+    listener turns the check off, so no container is reported unhealthy for
+    being what it is."""
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    assert 'CMD ["payrouter", "health"]' in dockerfile
+    services = yaml.safe_load((DEPLOY / "compose" / "docker-compose.yaml").read_text())["services"]
+    built = {name: s for name, s in services.items() if "build" in s}
+    assert len(built) >= 6
+    for name, service in built.items():
+        command = service["command"]
+        url = (service.get("environment") or {}).get("PAYROUTER_HEALTH_URL")
+        if command[0] == "serve":
+            assert url is None, name  # the default: /healthz on the router's port 8080
+            assert any(port.endswith(":8080") for port in service["ports"]), name
+        elif command[0] == "sandbox":
+            port = command[command.index("--port") + 1]
+            assert url == f"http://127.0.0.1:{port}/health", name
+        else:
+            assert service["healthcheck"] == {"disable": True}, name
+
+
+def test_make_bench_leaves_the_working_tree_clean() -> None:
+    """Only bench-publish (``--publish``) writes into the tree; a plain run
+    writes to benchmarks/out/, which git ignores."""
+    root = DEPLOY.parent
+    recipes: dict[str, list[str]] = {}
+    target = ""
+    for line in (root / "Makefile").read_text().splitlines():
+        if line and not line.startswith(("\t", "#", " ")) and ":" in line:
+            target = line.split(":", 1)[0]
+        elif line.startswith("\t"):
+            recipes.setdefault(target, []).append(line)
+    assert not any("--publish" in line for line in recipes["bench"])
+    assert any("--publish" in line for line in recipes["bench-publish"])
+    assert "benchmarks/out/" in (root / ".gitignore").read_text().splitlines()
