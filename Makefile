@@ -17,16 +17,18 @@ run: $(STAMP)
 	$(BIN)/payrouter serve --config $(CONFIG)
 
 # Integration tests start their own redis-server and PostgreSQL processes (on
-# free ports, in temporary folders); install the binaries when missing.
+# free ports, in temporary folders), and promtool checks the alert rules;
+# install the binaries when missing.
 servers:
 	@need=""; \
 	command -v redis-server >/dev/null 2>&1 || need="$$need redis-server"; \
 	{ command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } \
 	  || need="$$need postgresql"; \
+	command -v promtool >/dev/null 2>&1 || need="$$need prometheus"; \
 	if [ -n "$$need" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "installing$$need with apt-get"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$need >/dev/null; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$need >/dev/null; \
 	  else echo "missing:$$need -- the tests that need them will fail (install them, or run as root)"; fi; \
 	fi
 

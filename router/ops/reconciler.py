@@ -216,11 +216,13 @@ def _next_check(rt: Runtime, record: Record) -> int:
 
 async def reconcile_once(rt: Runtime, limit: int = 100) -> int:
     """One pass over what is due; returns how many items were resolved."""
-    resolved = 0
+    resolved = seen = 0
     hold_ms = int(max(rt.config.reconciler.interval_s * 4, 30) * 1000)
     for shard in range(SHARDS):
         for ref in await rt.store.due(shard, now_ms(), hold_ms, limit):
+            seen += 1
             resolved += await _reconcile(rt, ref)
+    rt.metrics.reconciler_open.set(seen - resolved)
     return resolved
 
 

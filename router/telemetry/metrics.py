@@ -111,6 +111,12 @@ class Metrics:
         self.reconciled = Counter(
             "payrouter_reconciled", "items the reconciler resolved", ["kind"], registry=r
         )
+        self.reconciler_open = Gauge(
+            "payrouter_reconciler_open",
+            "items the last reconciler pass found due and could not resolve yet",
+            registry=r,
+            multiprocess_mode="livesum",  # each worker holds different items
+        )
         self.background_errors = Counter(
             "payrouter_background_errors",
             "errors a background loop survived",
