@@ -115,6 +115,11 @@ class ServerConfig(Strict):
         le=600,
         description="after the listener closes, how long requests in flight may take to finish",
     )
+    tracing: Literal["off", "otlp"] = Field(
+        "off",
+        description="otlp: OpenTelemetry spans per request and acquirer attempt, exported over "
+        "OTLP/HTTP (OTEL_EXPORTER_OTLP_* settings; needs the otel extra)",
+    )
     fleet_poll_s: float = Field(
         0.5,
         gt=0,

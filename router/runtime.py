@@ -20,6 +20,7 @@ from router.routing.table import RoutingTable
 from router.store.ids import Ids
 from router.store.protocol import Outbox, Store
 from router.telemetry.metrics import Metrics
+from router.telemetry.tracing import Tracing
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,7 @@ class Runtime:
     routing: RoutingTable
     ids: Ids
     metrics: Metrics = field(default_factory=Metrics)
+    tracing: Tracing = field(default_factory=Tracing)
     hooks: Hooks = NO_HOOKS
     #: the system of record; None: records live store.record_ttl_s in the store only
     ledger: Ledger | None = None

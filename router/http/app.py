@@ -39,6 +39,7 @@ from router.http.keys import (
     METRICS,
     RELOADER,
     RUNTIME,
+    TRACING,
     Lifecycle,
 )
 from router.http.server import name_the_product
@@ -58,8 +59,9 @@ from router.store.memory import MemoryStore
 from router.store.protocol import Outbox, Store
 from router.store.redis.store import RedisStore
 from router.store.redis.watch import watch_loop
-from router.telemetry import logs
+from router.telemetry import logs, tracing
 from router.telemetry.metrics import Metrics
+from router.telemetry.tracing import Tracing
 from router.webhooks.outbound import webhook_loop
 from router.webhooks.queue import MemoryDeliveryQueue, RedisDeliveryQueue
 
@@ -109,6 +111,7 @@ def _builder(app: web.Application) -> Callable[[Config, Runtime], Runtime]:
             app[HTTP_SESSION],
             app[EMBEDDED],
             metrics=app[METRICS],
+            tracing=app[TRACING],
             previous=previous,
         )
 
@@ -134,6 +137,7 @@ def runtime_ctx(store: Store | None, hooks: Hooks) -> Ctx:
                 app[HTTP_SESSION],
                 app[EMBEDDED],
                 metrics=app[METRICS],
+                tracing=app[TRACING],
                 hooks=hooks,
                 ledger=ledger,
             )
@@ -226,6 +230,16 @@ def _fleet(app: web.Application) -> Any:
     return fleet_loop(app[FLEET], functools.partial(_current, app), lambda: app.get(RELOADER))
 
 
+def _tracer_provider(config: Config) -> Any:
+    """The OTLP exporter when the config asks for it (and the extra is there)."""
+    if config.server.tracing == "off":
+        return None
+    if not tracing.available():
+        log.error("server.tracing: otlp needs the otel extra (pip install 'payrouter[otel]')")
+        return None
+    return tracing.otlp_provider()
+
+
 def _loops(app: web.Application) -> Loops:
     return app[LOOPS]
 
@@ -237,6 +251,7 @@ def create_app(
     config_path: str | None = None,
     background: bool = True,
     hooks: Hooks = NO_HOOKS,
+    tracer_provider: Any = None,
 ) -> web.Application:
     """``store`` lets tests share one store between app instances;
     ``config_path`` enables reloads (SIGHUP, file change, admin call);
@@ -253,6 +268,7 @@ def create_app(
     app[LOOPS] = Loops()
     app[FLEET] = Member()
     app[LIFECYCLE] = Lifecycle()
+    app[TRACING] = Tracing(tracer_provider or _tracer_provider(config))
     app[METRICS].watch(lambda: app[RUNTIME].current if RUNTIME in app else None)
     if config_path is not None:
         app[CONFIG_PATH] = config_path

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from router.ops.reload import ConfigReloader
     from router.runtime import RuntimeHolder
     from router.telemetry.metrics import Metrics
+    from router.telemetry.tracing import Tracing
     from router.webhooks.queue import DeliveryQueue
 
 CONFIG: web.AppKey[Config] = web.AppKey("config")
@@ -34,6 +35,7 @@ RELOADER: web.AppKey[ConfigReloader] = web.AppKey("config_reloader")
 LOOPS: web.AppKey[Loops] = web.AppKey("background_loops")
 DELIVERIES: web.AppKey[DeliveryQueue] = web.AppKey("webhook_deliveries")
 DRAIN: web.AppKey[DrainStatus] = web.AppKey("ledger_drain")
+TRACING: web.AppKey[Tracing] = web.AppKey("tracing")
 FLEET: web.AppKey[Member] = web.AppKey("fleet_member")
 
 

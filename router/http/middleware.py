@@ -18,11 +18,11 @@ from aiohttp import web
 
 from adapters.connector import WebhookRefused
 from router.http import inputs
-from router.http.keys import LIFECYCLE, METRICS
+from router.http.keys import LIFECYCLE, METRICS, TRACING
 from router.http.problems import problem_response
 from router.problems import Problem, store_unavailable
 from router.store.protocol import StoreUnavailable
-from router.telemetry import logs
+from router.telemetry import logs, tracing
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +64,12 @@ async def observe(request: web.Request, handler: Any) -> web.StreamResponse:
     route = resource.canonical if resource is not None else "unmatched"
     method = request.method if request.method in KNOWN_METHODS else "other"
     try:
-        refused = _limits(request)
-        response = problem_response(refused) if refused else await handler(request)
+        with request.app[TRACING].request(method, route, request.headers) as span:
+            refused = _limits(request)
+            response = problem_response(refused) if refused else await handler(request)
+            tracing.note(span, **{"http.response.status_code": response.status}, **noted)
+            if response.status >= 500:
+                tracing.failed(span, str(noted.get("problem") or response.status))
         response.headers["X-Request-Id"] = rid
         if LIFECYCLE in request.app and request.app[LIFECYCLE].draining:
             response.force_close()  # keep-alive clients reconnect to another instance

@@ -32,6 +32,7 @@ from router.store.memory import MemoryStore
 from router.store.protocol import Outbox, Store
 from router.store.redis.store import RedisStore
 from router.telemetry.metrics import Metrics
+from router.telemetry.tracing import Tracing
 
 
 def build_store(config: Config) -> MemoryStore | RedisStore:
@@ -153,6 +154,7 @@ def build_runtime(
     sandboxes: dict[str, EmbeddedAcquirer],
     *,
     metrics: Metrics,
+    tracing: Tracing | None = None,
     previous: Runtime | None = None,
     hooks: Hooks = NO_HOOKS,
     ledger: Ledger | None = None,
@@ -166,6 +168,7 @@ def build_runtime(
         routing=RoutingTable(config.routing, acquirers),
         ids=build_ids(config, previous),
         metrics=metrics,
+        tracing=tracing or (previous.tracing if previous else Tracing()),
         hooks=previous.hooks if previous else hooks,
         version=config_version(config),
         ledger=previous.ledger if previous else ledger,

@@ -53,6 +53,7 @@ from router.routing.table import RoutePlan
 from router.store.ids import Ids
 from router.store.keys import DocKind
 from router.store.protocol import ChangeEvent, Claimed, ClaimRequest, StoreUnavailable, Write
+from router.telemetry import tracing
 
 log = logging.getLogger(__name__)
 
@@ -287,6 +288,7 @@ async def _failover(run: Run, intent: CreateIntent, plan: RoutePlan, draft: Draf
             )
             reasons.append(f"{name}: {exc.reason}")
             rt.metrics.failovers.labels(name, exc.reason).inc()
+            tracing.failover(name, exc.reason)
             log.info("failing over from %s: %s", name, exc.reason)
             continue
         except IntegrationError as exc:
@@ -305,6 +307,7 @@ async def _failover(run: Run, intent: CreateIntent, plan: RoutePlan, draft: Draf
             draft.apply(functools.partial(outcomes.note_soft_decline, index=index, result=result))
             reasons.append(f"{name}: soft decline {result.decline.code if result.decline else ''}")
             rt.metrics.failovers.labels(name, "soft_decline").inc()
+            tracing.failover(name, "soft_decline")
             continue
         return await _settle(run, draft, index, result, call.source)
     return await _exhausted(run, draft, reasons, plan)

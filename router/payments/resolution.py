@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from typing import TYPE_CHECKING
 
 from adapters.base import AcquirerResult, sleep_backoff
 from adapters.errors import AcquirerError, IntegrationError, NotProcessed, OutcomeUnknown
@@ -23,6 +24,10 @@ from router.payments.context import Call, Intent
 from router.payments.steps import Step, When
 from router.problems import Problem
 from router.routing.acquirers import Acquirer, invoke
+from router.telemetry import tracing
+
+if TYPE_CHECKING:  # the otel extra may be absent at run time
+    from opentelemetry.trace import Span
 
 log = logging.getLogger(__name__)
 
@@ -53,23 +58,27 @@ async def call_acquirer(
     resolve, the caller journals them."""
     hooks, operation = call.rt.hooks, intent.operation
     hooks.at(operation, Step.CALL, When.BEFORE)
-    try:
-        result: AcquirerResult | None = await invoke(
-            acquirer,
-            functools.partial(intent.send, acquirer.adapter, key),
-            call.deadline.remaining(),
-        )
-    except OutcomeUnknown as exc:
-        log.warning("outcome unknown at %s (%s): resolving there", acquirer.name, exc.reason)
-        result = await resolve(call, acquirer, intent, key, None, replayable=exc.replayable)
-    except NotProcessed:
-        _count(call, acquirer, intent, "not_processed")
-        raise
-    except IntegrationError:
-        _count(call, acquirer, intent, "integration_error")
-        raise
-    hooks.at(operation, Step.CALL, When.AFTER)
-    _count(call, acquirer, intent, result.status if result else "unknown")
+    with call.rt.tracing.attempt(acquirer.name, operation) as span:
+        try:
+            result: AcquirerResult | None = await invoke(
+                acquirer,
+                functools.partial(intent.send, acquirer.adapter, key),
+                call.deadline.remaining(),
+            )
+        except OutcomeUnknown as exc:
+            log.warning("outcome unknown at %s (%s): resolving there", acquirer.name, exc.reason)
+            tracing.note(span, first_answer="outcome_unknown", reason=exc.reason)
+            result = await resolve(call, acquirer, intent, key, None, replayable=exc.replayable)
+        except NotProcessed as exc:
+            _count(call, acquirer, intent, "not_processed", span, exc.reason)
+            raise
+        except IntegrationError as exc:
+            _count(call, acquirer, intent, "integration_error", span, exc.reason)
+            tracing.failed(span, exc.reason)
+            raise
+        hooks.at(operation, Step.CALL, When.AFTER)
+        decline = result.decline.code if result and result.decline else None
+        _count(call, acquirer, intent, result.status if result else "unknown", span, decline)
     return result
 
 
@@ -103,5 +112,14 @@ async def resolve(
         return None
 
 
-def _count(call: Call, acquirer: Acquirer, intent: Intent, outcome: str) -> None:
+def _count(
+    call: Call,
+    acquirer: Acquirer,
+    intent: Intent,
+    outcome: str,
+    span: Span | None = None,
+    reason: str | None = None,
+) -> None:
+    """The outcome of one attempt, in the metrics and on its span."""
     call.rt.metrics.outcomes.labels(acquirer.name, intent.operation, outcome).inc()
+    tracing.note(span, outcome=outcome, reason=reason)
