@@ -104,6 +104,91 @@ async def compare(s: Stack, spec: dict[str, Any], out: Path) -> dict[str, Any]:
     return result
 
 
+async def _one_core(
+    s: Stack, proc: Proc, target: Target, spec: dict[str, Any], split: tuple[set[int], set[int]]
+) -> dict[str, Any]:
+    """``proc`` alone on the hot core, everything else (load generator, Redis,
+    sandbox) on the rest: its CPU per payment under a closed loop, and its
+    latency at a gentle open-loop rate."""
+    s.pin_all([proc], *split)
+    name = proc.name.split("-")[0]
+    await closed_loop(target, spec["concurrency"], 1.0, f"{name}-warmup", seed=5)
+    samples, cpu = await _cpu_window(
+        [proc], closed_loop(target, spec["concurrency"], spec["duration_s"], f"{name}@1core")
+    )
+    ok = [x for x in samples if x.status in (200, 201)]
+    gentle = await open_loop(
+        target,
+        spec["latency_rate"],
+        spec["duration_s"],
+        f"{name}@{spec['latency_rate']}/s",
+        max_tries=1,
+    )
+    cpu_ms = 1000 * cpu / max(1, len(ok))
+    return {
+        "payments": len(ok),
+        "errors": len(samples) - len(ok),
+        "throughput_per_s": round(len(ok) / spec["duration_s"], 1),
+        "core_busy": round(cpu / spec["duration_s"], 2),
+        "cpu_us_per_payment": round(1000 * cpu_ms, 1),
+        "capacity_per_core_per_s": round(1000 / cpu_ms) if cpu_ms else None,
+        "latency_ms": report.latency_summary(gentle),
+    }
+
+
+async def per_core(s: Stack, spec: dict[str, Any], out: Path) -> dict[str, Any]:
+    """The router on a core of its own against the bare journaled proxy
+    (benchmarks/baseline.py: claim, call, store the answer) on the same core,
+    and the acquirer called directly.  The ratios are the targets: CPU per
+    payment at most 1.5x the baseline's, at most 0.6 ms p50 / 2 ms p99 added
+    over the direct call, at least 3,000 payments/s per core."""
+    split = cpu_split()
+    if split is None:
+        return {"skipped": "needs 2 CPUs: one for the router, one for the rest"}
+    sandbox = s.sandboxes["sandbox-a"]
+    baseline = s.start_baseline()
+    router = s.start_router(s.router_config(default=["sandbox-a"]))
+    runs = {
+        "baseline": await _one_core(s, baseline, Target([_url(baseline)]), spec, split),
+        "router": await _one_core(s, router, Target([_url(router)], headers=AUTH), spec, split),
+    }
+    s.pin_all([], *split)
+    direct = await open_loop(
+        Target([_url(sandbox)], path="/v1/charges"),
+        spec["latency_rate"],
+        spec["duration_s"],
+        "direct",
+        max_tries=1,
+    )
+    s.stop(router)
+    s.stop(baseline)
+    direct_ms = report.latency_summary(direct)
+    r, b = runs["router"], runs["baseline"]
+    result = {
+        "pinned": {"measured": sorted(split[0]), "the_rest": sorted(split[1])},
+        "concurrency": spec["concurrency"],
+        "latency_rate_per_s": spec["latency_rate"],
+        **runs,
+        "direct": {"latency_ms": direct_ms},
+        "cpu_ratio_router_to_baseline": round(r["cpu_us_per_payment"] / b["cpu_us_per_payment"], 2),
+        "added_p50_ms": round(r["latency_ms"]["p50"] - direct_ms["p50"], 2),
+        "added_p99_ms": round(r["latency_ms"]["p99"] - direct_ms["p99"], 2),
+        "targets": {
+            "cpu_ratio": 1.5,
+            "added_p50_ms": 0.6,
+            "added_p99_ms": 2.0,
+            "capacity_per_core_per_s": 3000,
+        },
+    }
+    report.bar_chart(
+        {k: v["cpu_us_per_payment"] for k, v in runs.items()},
+        "CPU per payment on one pinned core (us)",
+        "us of CPU",
+        out / "per-core-cpu.png",
+    )
+    return result
+
+
 async def scaling(s: Stack, spec: dict[str, Any], out: Path) -> dict[str, Any]:
     """Closed-loop throughput of 1 and 2 workers on one port."""
     result: dict[str, Any] = {"concurrency": spec["concurrency"]}
@@ -383,7 +468,13 @@ async def ledger_cost(s: Stack, spec: dict[str, Any], out: Path) -> dict[str, An
     return result
 
 
-KINDS = {"compare": compare, "scaling": scaling, "chaos": chaos, "ledger_cost": ledger_cost}
+KINDS = {
+    "compare": compare,
+    "per_core": per_core,
+    "scaling": scaling,
+    "chaos": chaos,
+    "ledger_cost": ledger_cost,
+}
 
 
 async def run(files: list[Path], quick: bool, out: Path) -> dict[str, Any]:

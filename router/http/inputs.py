@@ -12,6 +12,7 @@ import json
 import re
 from collections.abc import Callable
 from typing import Any, TypeVar
+from urllib.parse import unquote_plus
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -103,7 +104,8 @@ def refuse_pan(data: Any, allowed: Callable[[Path], bool] = lambda _path: False)
 
 
 def _pan_around(request: web.Request) -> str | None:
-    if contains_pan(request.raw_path):
+    raw = request.raw_path
+    if contains_pan(raw) or contains_pan(unquote_plus(raw)):  # %20 is a space, + too
         return "the URL"
     for name, value in request.headers.items():
         if name.lower() in _REMINTED_HEADERS:

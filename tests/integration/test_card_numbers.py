@@ -211,3 +211,18 @@ def test_no_refusal_echoes_a_card_number(
     reply = router.request(method, path, raw, headers)
     assert 400 <= reply.status < 500
     traces.assert_nowhere("4242424242424242", reply)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/payments/pay_1?note=4242%204242%204242%204242",
+        "/v1/payments/pay_1?note=4242+4242+4242+4242",
+        "/v1/payments/4242%2D4242%2D4242%2D4242",
+    ],
+)
+def test_a_card_number_percent_encoded_in_the_url_is_refused(
+    router: ThreadedRouter, path: str
+) -> None:
+    reply = router.request("GET", path, None, dict(AUTH))
+    assert (reply.status, json.loads(reply.body)["code"]) == (400, "raw_card_number_refused")

@@ -14,6 +14,8 @@ from hypothesis import HealthCheck, settings
 from schemathesis.config import SchemathesisConfig
 
 from router.http.openapi import openapi_document
+from router.pan import contains_pan, find_pan
+from router.payments.methods import numeric_token_keys, pan_exempt
 from tests.helpers import AUTH, make_config
 from tests.threaded import ThreadedRouter
 
@@ -25,6 +27,8 @@ REJECTIONS += ["431", "5xx"]
 #: schema admits but this router cannot carry out (a token for no configured
 #: acquirer, a refund above what is left), as the document says
 ACCEPTANCES = ["2xx", "3xx", "401", "403", "404", "409", "422", "429", "5xx"]
+#: the router below runs sandbox acquirers only
+NUMERIC_TOKEN_KEYS = numeric_token_keys({"sandbox-a": "sandbox", "sandbox-b": "sandbox"})
 schema = schemathesis.openapi.from_dict(
     openapi_document(),
     config=SchemathesisConfig.from_dict(
@@ -53,4 +57,23 @@ def test_every_answer_is_one_the_openapi_document_describes(
         # each case its own key: a key reused with another body is refused by
         # design (422), which says nothing about whether the body was valid
         case.headers["Idempotency-Key"] = f"st-{uuid.uuid4().hex}"
-    case.call_and_validate(base_url=f"http://127.0.0.1:{router.port}", headers=AUTH)
+    response = case.call(base_url=f"http://127.0.0.1:{router.port}", headers=AUTH)
+    if response.status_code == 400 and response.json().get("code") == "raw_card_number_refused":
+        # refused wherever a card number is, whatever the schema admits there (a
+        # token's pattern cannot tell one from a token): the refusal must be right
+        assert _card_number_in(case) is not None
+        return
+    case.validate_response(response)
+
+
+def _card_number_in(case: Any) -> str | None:
+    """Where the router will find a card number in this request (the same
+    rules: the fields where long numbers are expected are exempt), or None."""
+    texts = [case.formatted_path, *(case.headers or {}).values(), *(case.query or {}).values()]
+    if any(contains_pan(str(text)) for text in texts):
+        return "around the body"
+    body = case.body if isinstance(case.body, dict | list) else None
+    if body is None:
+        return None
+    exempt = pan_exempt(body, NUMERIC_TOKEN_KEYS) if case.path == "/v1/payments" else None
+    return find_pan(body, exempt) if exempt else find_pan(body)
