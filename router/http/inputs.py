@@ -12,7 +12,7 @@ import json
 import re
 from collections.abc import Callable
 from typing import Any, TypeVar
-from urllib.parse import unquote_plus
+from urllib.parse import parse_qsl, unquote_plus
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -179,6 +179,8 @@ async def body(request: web.Request, model: type[M], exempt: Exemptions | None =
 
 def query(request: web.Request, model: type[M], *, lists: frozenset[str] = frozenset()) -> M:
     """The query string as ``model``; a name in ``lists`` may repeat."""
+    if any(not name for name, _ in parse_qsl(request.query_string, keep_blank_values=True)):
+        raise Problem(400, "invalid_request", "a query parameter has no name")
     data: dict[str, object] = {}
     for name in request.query:
         values = request.query.getall(name)

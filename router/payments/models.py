@@ -101,8 +101,8 @@ class NetworkTokenMethod(Strict):
 
     type: Literal["network_token"]
     number: Annotated[str, Field(pattern=r"^[0-9]{13,19}$")]
-    expiry_month: Annotated[int, Field(ge=1, le=12)]
-    expiry_year: Annotated[int, Field(ge=2000, le=2099)]
+    expiry_month: Annotated[StrictInt, Field(ge=1, le=12), BeforeValidator(_whole_number)]
+    expiry_year: Annotated[StrictInt, Field(ge=2000, le=2099), BeforeValidator(_whole_number)]
     scheme: Literal["visa", "mastercard", "amex", "discover", "jcb", "unionpay"]
     cryptogram: Annotated[str, Field(max_length=64, pattern=r"^[A-Za-z0-9+/=]+$")] | None = None
     eci: Annotated[str, Field(pattern=r"^[0-9]{2}$")] | None = None
@@ -193,7 +193,8 @@ class AuthenticatePayment(Strict):
     details: Annotated[
         dict[
             Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_.]{0,63}$")],
-            Annotated[str, Field(max_length=20000)],
+            # ASCII, as return URLs carry them; 10 x 4 KB stays under server.max_body_bytes
+            Annotated[str, Field(max_length=4096, pattern=r"^[\x20-\x7e]*$")],
         ],
         Field(max_length=10, json_schema_extra={"additionalProperties": False}),
     ] = Field(default_factory=dict)

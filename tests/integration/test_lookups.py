@@ -230,3 +230,11 @@ def _sha(text: str) -> str:
     import hashlib
 
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+async def test_a_query_parameter_without_a_name_is_refused(
+    router_factory: RouterFactory,
+) -> None:
+    client = await router_factory(load_config(DEMO_CONFIG))
+    resp = await client.get("/v1/payments?=", headers=AUTH)
+    assert (resp.status, (await resp.json())["code"]) == (400, "invalid_request")
