@@ -21,6 +21,7 @@ import fnmatch
 import hashlib
 import logging
 import random
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -75,11 +76,15 @@ def deliveries_for(config: WebhooksConfig, entry: OutboxEntry) -> list[Delivery]
     return [Delivery(ident, kind, name, body, attempt=0, first_ms=now_ms()) for name in targets]
 
 
-async def fan_out_once(rt: Runtime, queue: DeliveryQueue, consumer: str) -> int:
-    """Read outbox entries, queue their deliveries, acknowledge them."""
+async def fan_out_once(
+    rt: Runtime, queue: DeliveryQueue, consumer: str, *, claim: bool = True
+) -> int:
+    """Read outbox entries, queue their deliveries, acknowledge them.
+    ``claim``: also take over entries another consumer left unacknowledged
+    (one command per shard, so the loop does it now and then, not every turn)."""
     config = rt.config.webhooks
     idle_ms = int(config.claim_idle_s * 1000)
-    entries = await rt.outbox.claim_stale(GROUP, consumer, idle_ms, 100)
+    entries = await rt.outbox.claim_stale(GROUP, consumer, idle_ms, 100) if claim else []
     entries += await rt.outbox.read(GROUP, consumer, 100, 100)
     deliveries = [d for entry in entries for d in deliveries_for(config, entry)]
     if deliveries:
@@ -183,10 +188,15 @@ async def webhook_loop(
 ) -> None:
     """Fan out, then deliver, forever; an error is logged and counted, never fatal."""
     rng = random.Random()
+    claimed_at = 0.0
     while True:
         rt = current()
+        now = time.monotonic()
+        claim = now - claimed_at >= max(1.0, rt.config.webhooks.claim_idle_s / 2)
         try:
-            moved = await fan_out_once(rt, queue, consumer)
+            if claim:
+                claimed_at = now
+            moved = await fan_out_once(rt, queue, consumer, claim=claim)
             sent = await deliver_once(rt, queue, session, consumer, rng)
         except Exception as exc:
             rt.metrics.background_errors.labels("webhooks").inc()
