@@ -17,6 +17,7 @@ decides what happens to the record on the way out:
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -26,9 +27,10 @@ import orjson
 from adapters.base import Operation
 from router.payments.answers import problem_answer
 from router.payments.context import ApiResult, Call
-from router.payments.records import Record, StoredResponse
+from router.payments.journal import Draft
+from router.payments.records import Record, Source, StoredResponse
 from router.payments.steps import Step, When
-from router.problems import Problem
+from router.problems import Problem, outcome_not_recorded
 from router.store.protocol import (
     Busy,
     Claimed,
@@ -75,6 +77,31 @@ class Run:
 
     def answered_with(self, result: ApiResult, *_records: Record) -> Lease:
         return self.lease(result)
+
+
+async def settle(
+    run: Run,
+    draft: Draft,
+    source: Source,
+    operation: Operation,
+    answer: Callable[..., ApiResult],
+    *,
+    after_call: bool,
+    **recorded: str,
+) -> None:
+    """A flow's settling commit: ``answer`` (of the records as committed) is
+    stored with them.  When this fails after the acquirer was called, money
+    may have moved: 503 outcome_not_recorded naming ``recorded`` (the record
+    a retry will find), never the store's plain 503."""
+    hooks = run.call.rt.hooks
+    hooks.at(operation, Step.SETTLE, When.BEFORE)
+    try:
+        await draft.commit(source, lease=functools.partial(run.answered_by, answer))
+    except StoreUnavailable as exc:
+        if after_call:
+            raise outcome_not_recorded(**recorded) from exc
+        raise
+    hooks.at(operation, Step.SETTLE, When.AFTER)
 
 
 def stored(result: ApiResult) -> StoredResponse:

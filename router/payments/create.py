@@ -32,7 +32,7 @@ from adapters.errors import IntegrationError, NotProcessed
 from router.payments import methods, outcomes
 from router.payments.answers import create_answer, problem_answer
 from router.payments.cards_on_file import stored_credential_of
-from router.payments.claims import Run, claim, held
+from router.payments.claims import Run, claim, held, settle
 from router.payments.context import ApiResult, Call
 from router.payments.journal import Draft, payment_draft
 from router.payments.lost import recover_lost_payment
@@ -47,12 +47,12 @@ from router.payments.records import (
 from router.payments.resolution import acquirer_of, call_acquirer, resolve
 from router.payments.states import PaymentState
 from router.payments.steps import Step, When
-from router.problems import Problem, outcome_not_recorded
+from router.problems import Problem
 from router.routing.rules import route_input
 from router.routing.table import RoutePlan
 from router.store.ids import Ids
 from router.store.keys import DocKind
-from router.store.protocol import ChangeEvent, Claimed, ClaimRequest, StoreUnavailable, Write
+from router.store.protocol import ChangeEvent, Claimed, ClaimRequest, Write
 from router.telemetry import tracing
 
 log = logging.getLogger(__name__)
@@ -342,15 +342,15 @@ async def _settle(
 
 
 async def _answer(run: Run, draft: Draft, source: Source, *, after_call: bool = False) -> ApiResult:
-    hooks, operation = run.call.rt.hooks, _operation(draft)
-    hooks.at(operation, Step.SETTLE, When.BEFORE)
-    try:
-        await draft.commit(source, lease=functools.partial(run.answered_by, create_answer))
-    except StoreUnavailable as exc:
-        if after_call:
-            raise outcome_not_recorded(payment_id=run.resource_id) from exc
-        raise
-    hooks.at(operation, Step.SETTLE, When.AFTER)
+    await settle(
+        run,
+        draft,
+        source,
+        _operation(draft),
+        create_answer,
+        after_call=after_call,
+        payment_id=run.resource_id,
+    )
     payment = draft.records[0]
     assert isinstance(payment, PaymentRecord)
     return create_answer(payment)

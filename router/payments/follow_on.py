@@ -19,7 +19,7 @@ from adapters.base import AcquirerResult, Adapter, FollowOnOrder, Operation, Sta
 from adapters.errors import IntegrationError, NotProcessed
 from router.payments import outcomes
 from router.payments.answers import operation_answer
-from router.payments.claims import Run, claim, held
+from router.payments.claims import Run, claim, held, settle
 from router.payments.context import ApiResult, Call
 from router.payments.journal import Draft, payment_draft
 from router.payments.reads import owned_payment
@@ -34,10 +34,10 @@ from router.payments.records import (
 from router.payments.resolution import acquirer_of, call_acquirer, resolve
 from router.payments.states import OperationState, require
 from router.payments.steps import Step, When
-from router.problems import Problem, outcome_not_recorded
+from router.problems import Problem
 from router.store.ids import Ids
 from router.store.keys import DocKind, shard_of
-from router.store.protocol import Claimed, ClaimRequest, StoreUnavailable
+from router.store.protocol import Claimed, ClaimRequest
 
 #: id prefix of each operation's records
 ID_PREFIX = {Operation.CAPTURE: "cap", Operation.VOID: "void", Operation.REFUND: "re"}
@@ -255,16 +255,10 @@ def _answer_for(op_id: str, payment: PaymentRecord) -> ApiResult:
 
 async def _answer(run: Run, draft: Draft, source: Source, *, after_call: bool = False) -> ApiResult:
     operation = _op(draft, run.resource_id).operation
-    hooks = run.call.rt.hooks
     answer = functools.partial(_answer_for, run.resource_id)
-    hooks.at(operation, Step.SETTLE, When.BEFORE)
-    try:
-        await draft.commit(source, lease=functools.partial(run.answered_by, answer))
-    except StoreUnavailable as exc:
-        if after_call:
-            raise outcome_not_recorded(payment_id=_payment(draft).id) from exc
-        raise
-    hooks.at(operation, Step.SETTLE, When.AFTER)
+    await settle(
+        run, draft, source, operation, answer, after_call=after_call, payment_id=_payment(draft).id
+    )
     return answer(_payment(draft))
 
 

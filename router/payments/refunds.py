@@ -14,7 +14,7 @@ from adapters.base import AcquirerResult, Operation
 from adapters.errors import IntegrationError, NotProcessed
 from router.payments import outcomes
 from router.payments.answers import refund_answer
-from router.payments.claims import Run, claim, held
+from router.payments.claims import Run, claim, held, settle
 from router.payments.context import ApiResult, Call
 from router.payments.follow_on import claim_request, intent_for
 from router.payments.journal import Draft
@@ -32,8 +32,8 @@ from router.payments.records import (
 from router.payments.resolution import acquirer_of, call_acquirer, resolve
 from router.payments.states import OperationState, require
 from router.payments.steps import Step, When
-from router.problems import Problem, outcome_not_recorded
-from router.store.protocol import Claimed, StoreUnavailable
+from router.problems import Problem
+from router.store.protocol import Claimed
 
 OP = Operation.REFUND
 
@@ -172,15 +172,9 @@ def _answer_of(refund: RefundRecord, _payment: PaymentRecord) -> ApiResult:
 
 
 async def _answer(run: Run, draft: Draft, source: Source, *, after_call: bool = False) -> ApiResult:
-    hooks = run.call.rt.hooks
-    hooks.at(OP, Step.SETTLE, When.BEFORE)
-    try:
-        await draft.commit(source, lease=functools.partial(run.answered_by, _answer_of))
-    except StoreUnavailable as exc:
-        if after_call:
-            raise outcome_not_recorded(refund_id=run.resource_id) from exc
-        raise
-    hooks.at(OP, Step.SETTLE, When.AFTER)
+    await settle(
+        run, draft, source, OP, _answer_of, after_call=after_call, refund_id=run.resource_id
+    )
     refund, _ = _records(draft)
     return refund_answer(refund)
 
