@@ -37,15 +37,6 @@ from router.runtime import Runtime
 from router.store.protocol import StoreUnavailable
 
 
-def _waiting_attempt(payment: PaymentRecord) -> int | None:
-    """The create attempt the shopper is authenticating: the newest one at the
-    payment's acquirer."""
-    for index in range(len(payment.attempts) - 1, -1, -1):
-        if payment.attempts[index].acquirer == payment.acquirer:
-            return index
-    return None
-
-
 def _apply(payment: PaymentRecord, *, index: int, result: AcquirerResult) -> bool:
     return outcomes.apply_create(payment, index, result)
 
@@ -67,7 +58,8 @@ async def authenticate_payment(
         raise not_found("payment")
     if payment.state is not PaymentState.PENDING:
         return _status_of(payment), PaymentView.of(payment)
-    index = _waiting_attempt(payment)
+    # the create attempt the shopper is authenticating
+    index = payment.last_attempt_at(payment.acquirer) if payment.acquirer else None
     acquirer = rt.acquirers.get(payment.acquirer or "")
     if index is None or acquirer is None:
         raise Problem(

@@ -149,6 +149,14 @@ class PaymentRecord(BaseModel):
                 return index, self.attempts[index]
         return None
 
+    def last_attempt_at(self, acquirer: str) -> int | None:
+        """The index of the newest create attempt at ``acquirer`` (the one an
+        answer from it -- a webhook, the shopper's return -- settles)."""
+        for index in range(len(self.attempts) - 1, -1, -1):
+            if self.attempts[index].acquirer == acquirer:
+                return index
+        return None
+
     def operation(self, op_id: str) -> OperationRecord | None:
         return next((op for op in self.operations if op.id == op_id), None)
 

@@ -46,7 +46,8 @@ def _matches(attempt: Attempt | None, acquirer: str, reference: str | None) -> b
 
 
 def _payment_attempt(payment: PaymentRecord, acquirer: str) -> Attempt | None:
-    return next((a for a in reversed(payment.attempts) if a.acquirer == acquirer), None)
+    index = payment.last_attempt_at(acquirer)
+    return None if index is None else payment.attempts[index]
 
 
 def _apply_to_payment(payment: PaymentRecord, *, acquirer: str, event: AcquirerEvent) -> bool:
@@ -59,14 +60,7 @@ def _apply_to_payment(payment: PaymentRecord, *, acquirer: str, event: AcquirerE
     if operation.creates:
         if payment.state is PaymentState.CAPTURE_PENDING:
             return outcomes.apply_sale_capture(payment, event.result)
-        found = next(
-            (
-                i
-                for i in range(len(payment.attempts) - 1, -1, -1)
-                if payment.attempts[i].acquirer == acquirer
-            ),
-            None,
-        )
+        found = payment.last_attempt_at(acquirer)
         if found is None:
             return False
         return outcomes.apply_create(payment, found, event.result)
