@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestClient
 from adapters.sandbox.server import SandboxServer
 from adapters.sandbox.vault import SandboxVault
 from tests.conftest import RouterFactory
-from tests.helpers import eventually, headers, make_config, secret
+from tests.helpers import charges_by_reference, eventually, headers, make_config, secret
 
 Client = TestClient[Any, Any]
 VISA = "4242424242424242"
@@ -70,11 +70,7 @@ async def _pay(client: Client, key: str, **body: Any) -> tuple[int, dict[str, An
 
 
 def _charges(server: SandboxServer) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for event in server.state.ledger:
-        if event["kind"] in ("sale", "authorization"):
-            counts[event["reference"]] = counts.get(event["reference"], 0) + 1
-    return counts
+    return charges_by_reference({"events": server.state.ledger})
 
 
 def _creates(server: SandboxServer) -> list[dict[str, Any]]:

@@ -10,7 +10,7 @@ import pytest
 
 from adapters.sandbox.server import SandboxServer
 from tests.conftest import RouterFactory, SandboxFactory
-from tests.helpers import eventually, headers, make_config
+from tests.helpers import charges_by_reference, eventually, headers, make_config
 
 #: token -> (status, payment status or problem code, requests the sandbox
 #: received, charges in its ledger)
@@ -49,7 +49,7 @@ async def _one_sandbox(
 
 
 def _charges(sandbox: SandboxServer) -> int:
-    return sum(1 for e in sandbox.state.ledger if e["kind"] in ("sale", "authorization"))
+    return sum(charges_by_reference({"events": sandbox.state.ledger}).values())
 
 
 @pytest.mark.parametrize("token", sorted(EXPECTED))
