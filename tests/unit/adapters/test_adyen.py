@@ -8,7 +8,6 @@ from dataclasses import replace
 from typing import Any
 
 import aiohttp
-import jsonschema
 import pytest
 from aioresponses import aioresponses
 
@@ -19,15 +18,12 @@ from adapters.base import PaymentOrder, ResultStatus
 from adapters.credentials import AcquirerToken
 from adapters.errors import IntegrationError, NotProcessed, OutcomeUnknown
 from tests import specs
+from tests.unit.adapters import schemas
 from tests.unit.adapters.wire import BASE, FOLLOW, ORDER, key, sent
 
 
 def validate(body: dict[str, Any], schema_name: str) -> None:
-    schema = {
-        "$ref": f"#/components/schemas/{schema_name}",
-        "components": specs.adyen()["components"],
-    }
-    jsonschema.Draft202012Validator(schema).validate(body)
+    schemas.validate(specs.adyen(), schema_name, body)
 
 
 def spec_result_codes() -> list[str]:

@@ -21,7 +21,7 @@ from aioresponses import aioresponses
 
 from adapters.adyen.adapter import AdyenAdapter
 from adapters.adyen.settings import AdyenSettings
-from adapters.base import Adapter, AuthenticationOrder, PaymentOrder
+from adapters.base import AcquirerResult, Adapter, AuthenticationOrder, PaymentOrder
 from adapters.checkout.adapter import CheckoutAdapter
 from adapters.checkout.settings import CheckoutSettings
 from adapters.credentials import (
@@ -121,6 +121,19 @@ async def _sent_json(
         return dict(json.loads(calls[0].kwargs["data"]))
 
 
+async def _follow_on(
+    adapter: Adapter, call: str, path: str, status: int, answer: dict[str, Any]
+) -> tuple[AcquirerResult, dict[str, Any]]:
+    """A capture, void or refund (with a reason and a reference) of ``ref_1``:
+    its result, and the JSON body the acquirer received."""
+    follow = dataclasses.replace(FOLLOW, reason="duplicate", merchant_reference="order-7")
+    with aioresponses() as mock:
+        mock.post(f"{BASE}/payments/ref_1/{path}", status=status, payload=answer)
+        result = await getattr(adapter, call)(follow)
+        (calls,) = mock.requests.values()
+    return result, dict(json.loads(calls[0].kwargs["data"]))
+
+
 def _vaults(answer: Mapping[str, Any]) -> RecordingVault:
     return RecordingVault(HttpReply(200, {}, json.dumps(answer).encode()))
 
@@ -205,12 +218,7 @@ async def test_adyen_modifications_validate(
     session: aiohttp.ClientSession, call: str, path: str, schema: str
 ) -> None:
     adapter = _adyen(session, _vaults({}))
-    follow = dataclasses.replace(FOLLOW, reason="duplicate", merchant_reference="order-7")
-    with aioresponses() as mock:
-        mock.post(f"{BASE}/payments/ref_1/{path}", status=201, payload={"status": "received"})
-        await getattr(adapter, call)(follow)
-        (calls,) = mock.requests.values()
-    body = json.loads(calls[0].kwargs["data"])
+    _, body = await _follow_on(adapter, call, path, 201, {"status": "received"})
     validate(specs.adyen(), schema, body)
     if call == "refund":
         assert (body["reference"], body["merchantRefundReason"]) == ("re_1", "DUPLICATE")
@@ -287,12 +295,7 @@ async def test_checkout_actions_validate(
     session: aiohttp.ClientSession, call: str, path: str, schema: str
 ) -> None:
     adapter = _checkout(session, _vaults({}))
-    follow = dataclasses.replace(FOLLOW, reason="duplicate", merchant_reference="order-7")
-    with aioresponses() as mock:
-        mock.post(f"{BASE}/payments/ref_1/{path}", status=202, payload={"action_id": "act_1"})
-        result = await getattr(adapter, call)(follow)
-        (calls,) = mock.requests.values()
-    body = json.loads(calls[0].kwargs["data"])
+    result, body = await _follow_on(adapter, call, path, 202, {"action_id": "act_1"})
     validate(specs.checkout(), schema, body)
     assert unknown_keys(specs.checkout(), schema, body) == set()
     assert result.acquirer_reference == "act_1"
