@@ -12,7 +12,9 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
+
+import orjson
 
 from adapters.base import AcquirerResult, Adapter, Operation
 from adapters.settings import AcquirerSettings
@@ -26,6 +28,22 @@ class WebhookRefused(Exception):
     def __init__(self, code: str) -> None:
         super().__init__(code)
         self.code = code
+
+
+def json_object(body: bytes) -> dict[str, Any]:
+    """A delivery's body as a JSON object, or the refusal every connector gives."""
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise WebhookRefused("webhook_invalid_json") from exc
+    if not isinstance(value, dict):
+        raise WebhookRefused("webhook_invalid")
+    return value
+
+
+def text(value: Any) -> str | None:
+    """A non-empty string field of a delivery, or None."""
+    return value if isinstance(value, str) and value else None
 
 
 class SignatureInvalid(WebhookRefused):

@@ -12,8 +12,6 @@ import hmac
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import orjson
-
 from adapters.adyen.declines import DECLINES
 from adapters.adyen.statuses import EVENT_CODES, A, D
 from adapters.base import AcquirerResult
@@ -23,6 +21,7 @@ from adapters.connector import (
     Target,
     WebhookAck,
     WebhookRefused,
+    json_object,
 )
 from adapters.declines import normalize
 from adapters.signing import same
@@ -59,11 +58,8 @@ def verify_item(item: Mapping[str, Any], hex_keys: Sequence[str]) -> None:
 
 
 def _items(body: bytes) -> tuple[list[dict[str, Any]], bool | None]:
-    try:
-        notification = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise WebhookRefused("webhook_invalid_json") from exc
-    entries = notification.get("notificationItems") if isinstance(notification, dict) else None
+    notification = json_object(body)
+    entries = notification.get("notificationItems")
     if not isinstance(entries, list) or not entries:
         raise WebhookRefused("webhook_invalid")
     items = [e.get("NotificationRequestItem") if isinstance(e, dict) else None for e in entries]

@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
-
-import orjson
 
 from adapters.base import AcquirerResult
 from adapters.checkout.declines import DECLINES
 from adapters.checkout.statuses import EVENT_TYPES, D
-from adapters.connector import AcquirerEvent, Target, WebhookAck, WebhookRefused
+from adapters.connector import (
+    AcquirerEvent,
+    Target,
+    WebhookAck,
+    WebhookRefused,
+    json_object,
+    text,
+)
 from adapters.declines import normalize
 from adapters.signing import verify_hex_body
-
-
-def _str(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
 
 
 class CheckoutWebhooks:
@@ -26,11 +26,8 @@ class CheckoutWebhooks:
         self, headers: Mapping[str, str], body: bytes, secrets: Sequence[str]
     ) -> list[AcquirerEvent]:
         verify_hex_body(headers.get("Cko-Signature"), body, secrets)
-        try:
-            event = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise WebhookRefused("webhook_invalid_json") from exc
-        if not isinstance(event, dict) or not _str(event.get("id")):
+        event = json_object(body)
+        if not text(event.get("id")):
             raise WebhookRefused("webhook_invalid")
         kind = str(event.get("type", ""))
         if kind not in EVENT_TYPES:
@@ -38,11 +35,11 @@ class CheckoutWebhooks:
         data = event.get("data") if isinstance(event.get("data"), dict) else {}
         assert isinstance(data, dict)
         is_refund, operation, status = EVENT_TYPES[kind]
-        payment_ref = _str(data.get("id"))
+        payment_ref = text(data.get("id"))
         result = AcquirerResult(
             status,
-            acquirer_reference=_str(data.get("action_id")) or payment_ref,
-            decline=normalize(_str(data.get("response_code")), DECLINES) if status is D else None,
+            acquirer_reference=text(data.get("action_id")) or payment_ref,
+            decline=normalize(text(data.get("response_code")), DECLINES) if status is D else None,
         )
         return [
             AcquirerEvent(

@@ -6,10 +6,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import orjson
-
 from adapters.base import AcquirerResult, Operation, ResultStatus
-from adapters.connector import AcquirerEvent, Target, WebhookAck, WebhookRefused
+from adapters.connector import (
+    AcquirerEvent,
+    Target,
+    WebhookAck,
+    WebhookRefused,
+    json_object,
+    text,
+)
 from adapters.signing import verify_timestamped
 from adapters.stripe.adapter import decline_from
 from adapters.stripe.statuses import INTENT_EVENTS, STATUS_MAP
@@ -19,18 +24,14 @@ def _dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _str(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
 def _refund_event(event_id: str, obj: dict[str, Any], live: bool | None) -> list[AcquirerEvent]:
-    refund_id = _str(_dict(obj.get("metadata")).get("payrouter_refund_id"))
+    refund_id = text(_dict(obj.get("metadata")).get("payrouter_refund_id"))
     mapped = STATUS_MAP[Operation.REFUND].get(str(obj.get("status")))
     if refund_id is None or mapped is None:
         return []
     result = AcquirerResult(
         mapped,
-        acquirer_reference=_str(obj.get("id")),
+        acquirer_reference=text(obj.get("id")),
         decline=decline_from({"code": obj.get("failure_reason")})
         if mapped is ResultStatus.DECLINED
         else None,
@@ -44,9 +45,9 @@ def _refund_event(event_id: str, obj: dict[str, Any], live: bool | None) -> list
             Operation.REFUND,
             result,
             live,
-            payment_reference=_str(_dict(intent).get("id"))
+            payment_reference=text(_dict(intent).get("id"))
             if isinstance(intent, dict)
-            else _str(intent),
+            else text(intent),
         )
     ]
 
@@ -54,14 +55,14 @@ def _refund_event(event_id: str, obj: dict[str, Any], live: bool | None) -> list
 def _intent_event(
     event_id: str, kind: str, obj: dict[str, Any], live: bool | None
 ) -> list[AcquirerEvent]:
-    payment_id = _str(_dict(obj.get("metadata")).get("payrouter_payment_id"))
+    payment_id = text(_dict(obj.get("metadata")).get("payrouter_payment_id"))
     if payment_id is None or kind not in INTENT_EVENTS:
         return []
     operation, status = INTENT_EVENTS[kind]
     captured = (str(obj.get("status")) == "succeeded") if status is ResultStatus.APPROVED else None
     result = AcquirerResult(
         status,
-        acquirer_reference=_str(obj.get("id")),
+        acquirer_reference=text(obj.get("id")),
         decline=decline_from(_dict(obj.get("last_payment_error")))
         if status is ResultStatus.DECLINED
         else None,
@@ -87,11 +88,8 @@ class StripeWebhooks:
         self, headers: Mapping[str, str], body: bytes, secrets: Sequence[str]
     ) -> list[AcquirerEvent]:
         verify_timestamped(headers.get("Stripe-Signature"), body, secrets)
-        try:
-            event = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise WebhookRefused("webhook_invalid_json") from exc
-        if not isinstance(event, dict) or not _str(event.get("id")):
+        event = json_object(body)
+        if not text(event.get("id")):
             raise WebhookRefused("webhook_invalid")
         event_id, kind = str(event["id"]), str(event.get("type", ""))
         live = event.get("livemode") if isinstance(event.get("livemode"), bool) else None
