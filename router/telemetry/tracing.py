@@ -53,11 +53,26 @@ class Tracing:
     def __init__(self, provider: TracerProvider | None = None) -> None:
         self.tracer = provider.get_tracer("payrouter") if provider is not None else None
 
-    @contextlib.contextmanager
-    def request(self, method: str, route: str, headers: Mapping[str, str]) -> Iterator[Span | None]:
+    def request(
+        self, method: str, route: str, headers: Mapping[str, str]
+    ) -> contextlib.AbstractContextManager[Span | None]:
+        """The server span of one request (nothing at all when tracing is off:
+        this runs on every request)."""
         if self.tracer is None:
-            yield None
-            return
+            return _OFF
+        return self._request(method, route, headers)
+
+    def attempt(
+        self, acquirer: str, operation: str
+    ) -> contextlib.AbstractContextManager[Span | None]:
+        """A client span around one acquirer call; its context is sent along."""
+        if self.tracer is None:
+            return _OFF
+        return self._attempt(acquirer, operation)
+
+    @contextlib.contextmanager
+    def _request(self, method: str, route: str, headers: Mapping[str, str]) -> Iterator[Span]:
+        assert self.tracer is not None
         parent = propagate.extract(dict(headers))
         with self.tracer.start_as_current_span(
             f"{method} {route}",
@@ -68,11 +83,8 @@ class Tracing:
             yield span
 
     @contextlib.contextmanager
-    def attempt(self, acquirer: str, operation: str) -> Iterator[Span | None]:
-        """A client span around one acquirer call; its context is sent along."""
-        if self.tracer is None:
-            yield None
-            return
+    def _attempt(self, acquirer: str, operation: str) -> Iterator[Span]:
+        assert self.tracer is not None
         with self.tracer.start_as_current_span(
             f"acquirer {operation}",
             kind=SpanKind.CLIENT,
@@ -85,6 +97,10 @@ class Tracing:
                 yield span
             finally:
                 TRACE_HEADERS.reset(token)
+
+
+#: what a span context is when tracing is off (reusable: it holds no state)
+_OFF: contextlib.nullcontext[None] = contextlib.nullcontext()
 
 
 def note(span: Span | None, **attributes: str | int | bool | None) -> None:
