@@ -264,17 +264,17 @@ async def serve(
             await runner.setup()
             tls = listen.tls if runner is runners[0] else None
             await web.SockSite(runner, sock, ssl_context=tls).start()
-        graceful: list[bool] = []
+        graceful = asyncio.Event()
 
-        def on_signal(drain: bool) -> None:
-            graceful.append(drain)
+        def on_sigterm() -> None:
+            graceful.set()
             stop.set()
 
         # SIGTERM (an orchestrator's stop): drain first; SIGINT (Ctrl-C): at once
-        loop.add_signal_handler(signal.SIGTERM, on_signal, True)
-        loop.add_signal_handler(signal.SIGINT, on_signal, False)
+        loop.add_signal_handler(signal.SIGTERM, on_sigterm)
+        loop.add_signal_handler(signal.SIGINT, stop.set)
         await stop.wait()
-        if graceful and graceful[0]:
+        if graceful.is_set():
             await drain_before_closing(app, server.shutdown_drain_s)
     finally:
         for runner in reversed(runners):

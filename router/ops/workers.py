@@ -82,17 +82,17 @@ class Supervisor:
 
     def _restart_the_dead(self) -> None:
         for index, proc in enumerate(self.procs):
-            if proc.returncode == EXIT_CANNOT_START or (
-                proc.poll() == EXIT_CANNOT_START and not self.stopping
-            ):
+            code = proc.poll()
+            if code is None or self.stopping:
+                continue
+            if code == EXIT_CANNOT_START:  # a restart would fail the same way
                 self.failed = True
                 self.forward(signal.SIGTERM, None)
                 return
-            if proc.poll() is not None and not self.stopping:
-                log.warning("worker %d exited with %s; starting another", proc.pid, proc.returncode)
-                # its live gauges go (prometheus-client leaves this one untyped)
-                mark_process_dead(proc.pid, self.metrics_dir)  # type: ignore[no-untyped-call]
-                self.procs[index] = self._spawn(index + 1)
+            log.warning("worker %d exited with %s; starting another", proc.pid, code)
+            # its live gauges go (prometheus-client leaves this one untyped)
+            mark_process_dead(proc.pid, self.metrics_dir)  # type: ignore[no-untyped-call]
+            self.procs[index] = self._spawn(index + 1)
 
     def run(self) -> int:
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
