@@ -30,6 +30,7 @@ import orjson
 from router.ops.reload import ConfigReloader
 from router.runtime import Runtime
 from router.store.protocol import FleetState, StoreUnavailable
+from router.telemetry import logs
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ class Member:
     instance: str = field(
         default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"
     )
-    worker: str = field(default_factory=lambda: os.environ.get("PAYROUTER_WORKER", "0"))
+    worker: str = logs.WORKER
     #: the reload generation this worker has applied (None: not synced yet)
     generation: int | None = None
     last_state: FleetState = field(default_factory=FleetState)

@@ -22,6 +22,7 @@ from pathlib import Path
 from prometheus_client.multiprocess import mark_process_dead
 
 from router.config import Config
+from router.telemetry import logs
 from router.telemetry.metrics import MULTIPROCESS_DIR
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,7 @@ class Supervisor:
         """``worker``: its number (1..N), in its log lines as ``worker``."""
         env = {
             **os.environ,
-            "PAYROUTER_WORKER": str(worker),
+            logs.WORKER_ENV: str(worker),
             MULTIPROCESS_DIR: self.metrics_dir,
         }
         return subprocess.Popen(self.args, env=env)

@@ -31,7 +31,8 @@ access_fields: contextvars.ContextVar[dict[str, Any] | None] = contextvars.Conte
     "payrouter_access_fields", default=None
 )
 #: which worker of ``serve --workers N`` this process is (0: a single process)
-WORKER = os.environ.get("PAYROUTER_WORKER", "0")
+WORKER_ENV = "PAYROUTER_WORKER"
+WORKER = os.environ.get(WORKER_ENV, "0")
 
 
 def note(**fields: Any) -> None:

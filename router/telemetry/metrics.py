@@ -23,6 +23,8 @@ from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
+from router.telemetry import logs
+
 if TYPE_CHECKING:
     from router.runtime import Runtime
 
@@ -50,7 +52,7 @@ class _StateCollector(Collector):
         routable = GaugeMetricFamily(
             "payrouter_acquirer_routable", "1 when it takes new payments", labels=labels
         )
-        worker = os.environ.get("PAYROUTER_WORKER", "0")
+        worker = logs.WORKER
         for name, acquirer in rt.acquirers.items():
             breaker.add_metric([name, worker], BREAKER_STATES.get(acquirer.breaker.state, 2))
             healthy.add_metric([name, worker], 1 if acquirer.health.healthy else 0)
