@@ -105,7 +105,8 @@ def refuse_pan(data: Any, allowed: Callable[[Path], bool] = lambda _path: False)
 
 def _pan_around(request: web.Request) -> str | None:
     raw = request.raw_path
-    if contains_pan(raw) or contains_pan(unquote_plus(raw)):  # %20 is a space, + too
+    decoded = unquote_plus(raw)  # %20 is a space, + too
+    if contains_pan(raw) or (decoded != raw and contains_pan(decoded)):
         return "the URL"
     for name, value in request.headers.items():
         if name.lower() in _REMINTED_HEADERS:
