@@ -35,7 +35,7 @@ EXPECTED: dict[str, tuple[int, str, int, int]] = {
     "tok_fault_decline": (201, "declined", 1, 0),
     "tok_decline_insufficient_funds": (201, "declined", 1, 0),
     "tok_pending": (202, "pending", 1, 0),
-    "tok_visa": (201, "captured", 1, 0 + 1),
+    "tok_visa": (201, "captured", 1, 1),
 }
 
 
