@@ -231,13 +231,17 @@ def apply_operation(payment: PaymentRecord, op_id: str, result: AcquirerResult) 
 
 
 def mark_operation_unknown(payment: PaymentRecord, op_id: str, reason: str) -> bool:
-    op = _op(payment, op_id)
-    if not op.unresolved:
+    return _now_unknown(_op(payment, op_id), reason)
+
+
+def _now_unknown(item: OperationRecord | RefundRecord, reason: str) -> bool:
+    """A capture, void or refund whose answer is lost: unknown until resolved."""
+    if not item.unresolved or item.attempt is None:
         return False
-    before = op.model_copy(deep=True)
-    op.attempt = closed(op.attempt, AttemptOutcome.UNKNOWN, reason)
-    move_operation(op, OS.UNKNOWN)
-    return op != before
+    before = item.model_copy(deep=True)
+    item.attempt = closed(item.attempt, AttemptOutcome.UNKNOWN, reason)
+    move_operation(item, OS.UNKNOWN)
+    return item != before
 
 
 def fail_operation(
@@ -296,12 +300,7 @@ def apply_refund(refund: RefundRecord, payment: PaymentRecord, result: AcquirerR
 
 
 def mark_refund_unknown(refund: RefundRecord, reason: str) -> bool:
-    if not refund.unresolved or refund.attempt is None:
-        return False
-    before = refund.model_copy(deep=True)
-    refund.attempt = closed(refund.attempt, AttemptOutcome.UNKNOWN, reason)
-    move_operation(refund, OS.UNKNOWN)
-    return refund != before
+    return _now_unknown(refund, reason)
 
 
 def fail_refund(
