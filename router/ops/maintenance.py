@@ -2,7 +2,10 @@
 
 - The outbox is trimmed of entries that every consumer group (webhook fan-out,
   ledger drain) has acknowledged; a group that does not exist yet holds its
-  shard whole, so nothing is trimmed before the drainer has read it.
+  shard whole, so nothing is trimmed before the drainer has read it.  A group
+  counts only while its consumer is configured (webhook subscribers, a
+  ledger); with none, entries are kept for ``UNREAD_KEEP_MS`` -- long enough
+  for a config change that adds one to reach every instance -- and then go.
 - The system of record forgets settled payments older than its retention.
 
 Both are idempotent, so every instance may run them.
@@ -28,13 +31,19 @@ PURGE_EVERY_S = 3600.0
 DAY_MS = 86_400_000
 
 
+#: how long the outbox keeps entries no configured consumer reads
+UNREAD_KEEP_MS = 60_000
+
+
 def consumer_groups(rt: Runtime) -> list[str]:
-    """The groups that must have read an outbox entry before it may go."""
-    return [WEBHOOK_GROUP, LEDGER_GROUP] if rt.ledger is not None else [WEBHOOK_GROUP]
+    """The groups that must have read an outbox entry before it may go: a
+    stale group (its subscribers removed) must not hold the outbox forever."""
+    groups = [WEBHOOK_GROUP] if rt.config.webhooks.subscribers else []
+    return [*groups, LEDGER_GROUP] if rt.ledger is not None else groups
 
 
 async def trim_once(rt: Runtime) -> int:
-    return await rt.outbox.trim(consumer_groups(rt))
+    return await rt.outbox.trim(consumer_groups(rt), unread_keep_ms=UNREAD_KEEP_MS)
 
 
 async def purge_once(rt: Runtime, now_ms: int) -> int:

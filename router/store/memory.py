@@ -135,7 +135,7 @@ class MemoryStore:
         if idem is None:
             created = False
             if create is not None and self._doc(create.kind, create.record.id) is None:
-                body = create.record.model_dump_json()
+                body = create.doc()
                 self._put(
                     keys.doc(create.kind, create.record.id),
                     _Doc(create.record.version, body),
@@ -184,11 +184,7 @@ class MemoryStore:
         current = doc.version if doc else 0
         if current == write.expected:
             return "fresh"
-        if (
-            doc is not None
-            and current == write.record.version
-            and (doc.body == write.record.model_dump_json())
-        ):
+        if doc is not None and current == write.record.version and (doc.body == write.doc()):
             return "done"
         return "conflict"
 
@@ -213,7 +209,7 @@ class MemoryStore:
     def _apply(self, commit: Commit) -> None:
         bodies: dict[str, str] = {}
         for write in commit.writes:
-            body = write.record.model_dump_json()
+            body = write.doc()
             bodies[write.record.id] = body
             self._put(
                 keys.doc(write.kind, write.record.id),
@@ -373,10 +369,12 @@ class MemoryStore:
         for shard in range(SHARDS):
             self._group(shard, group)
 
-    async def trim(self, groups: Sequence[str]) -> int:
+    async def trim(self, groups: Sequence[str], *, unread_keep_ms: int) -> int:
+        if not groups:
+            return self._trim_older(self._now_ms() - unread_keep_ms)
         removed = 0
         for shard, stream in self._streams.items():
-            if not groups or any((shard, g) not in self._groups for g in groups):
+            if any((shard, g) not in self._groups for g in groups):
                 continue
             states = [self._groups[(shard, g)] for g in groups]
             keep = min(
@@ -387,6 +385,14 @@ class MemoryStore:
                 for state in states:
                     state.delivered -= keep
                 removed += keep
+        return removed
+
+    def _trim_older(self, before_ms: int) -> int:
+        removed = 0
+        for stream in self._streams.values():
+            old = sum(1 for eid, _, _ in stream if int(eid.partition("-")[0]) < before_ms)
+            del stream[:old]
+            removed += old
         return removed
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import orjson
@@ -54,6 +54,11 @@ class Write:
 
     record: Record
     expected: int
+    #: the record's JSON as written, when the writer has it already (sealed)
+    known_doc: str | None = None
+
+    def doc(self) -> str:
+        return self.known_doc if self.known_doc is not None else self.record.model_dump_json()
 
     @property
     def kind(self) -> DocKind:
@@ -74,7 +79,8 @@ class ChangeEvent:
     at_ms: int
 
     def dump(self) -> str:
-        return orjson.dumps(asdict(self)).decode()
+        # orjson writes a dataclass, and a str enum as its value, natively
+        return orjson.dumps(self).decode()
 
     @classmethod
     def load(cls, raw: str | bytes) -> ChangeEvent:
@@ -291,7 +297,9 @@ class Outbox(Protocol):
         each record expire after the hot window (unless it changed since)."""
         ...
 
-    async def trim(self, groups: Sequence[str]) -> int:
+    async def trim(self, groups: Sequence[str], *, unread_keep_ms: int) -> int:
         """Forget entries every one of ``groups`` has acknowledged; a shard
-        where one of them does not exist yet is left whole.  Returns how many."""
+        where one of them does not exist yet is left whole.  With no group
+        (no consumer configured), forget what is older than ``unread_keep_ms``.
+        Returns how many."""
         ...

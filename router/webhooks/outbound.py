@@ -186,17 +186,21 @@ async def webhook_loop(
     session: aiohttp.ClientSession,
     consumer: str,
 ) -> None:
-    """Fan out, then deliver, forever; an error is logged and counted, never fatal."""
+    """Fan out, then deliver, forever; an error is logged and counted, never
+    fatal.  With no subscriber configured the outbox is not read at all (the
+    trim does not wait for this group then: router.ops.maintenance); what is
+    still queued is delivered or, its subscriber gone, buried."""
     rng = random.Random()
     claimed_at = 0.0
     while True:
         rt = current()
+        subscribed = bool(rt.config.webhooks.subscribers)
         now = time.monotonic()
         claim = now - claimed_at >= max(1.0, rt.config.webhooks.claim_idle_s / 2)
         try:
             if claim:
                 claimed_at = now
-            moved = await fan_out_once(rt, queue, consumer, claim=claim)
+            moved = await fan_out_once(rt, queue, consumer, claim=claim) if subscribed else 0
             sent = await deliver_once(rt, queue, session, consumer, rng)
         except Exception as exc:
             rt.metrics.background_errors.labels("webhooks").inc()
@@ -204,4 +208,4 @@ async def webhook_loop(
             await asyncio.sleep(1.0)
             continue
         if not moved and not sent:
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.05 if subscribed else 0.5)

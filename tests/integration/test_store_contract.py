@@ -287,6 +287,34 @@ async def test_change_events_come_out_of_the_outbox_in_order_until_acknowledged(
     assert [e.event.version for e in stale] == [2]
 
 
+async def _two_events(store: Store) -> None:
+    await store.claim(_claim())
+    newer = _payment(2, PaymentState.CAPTURED)
+    await store.commit(
+        Commit(shard=SHARD, writes=(Write(newer, 1),), events=(_event(newer, "pending"),))
+    )
+
+
+async def test_the_outbox_is_trimmed_only_of_what_every_group_acknowledged(store: Store) -> None:
+    await _two_events(store)
+    read = await store.read("ledger", "c1", 10, 0)
+    await store.ack("ledger", read[:1])
+    assert await store.trim(["ledger"], unread_keep_ms=0) == 1
+    left = await store.read("a-new-group", "c1", 10, 0)  # a new group reads from the start
+    assert [e.event.version for e in left] == [2]
+
+
+async def test_with_no_group_configured_the_outbox_keeps_only_recent_entries(
+    store: Store,
+) -> None:
+    await _two_events(store)
+    await store.read("webhooks", "c1", 10, 0)  # a stale group, read and never acknowledged
+    assert await store.trim([], unread_keep_ms=60_000) == 0
+    await asyncio.sleep(0.005)  # let the clock pass the entries' milliseconds
+    assert await store.trim([], unread_keep_ms=0) == 2
+    assert await store.read("a-new-group", "c1", 10, 0) == []
+
+
 async def test_reconciliation_items_come_back_when_due_and_are_held(store: Store) -> None:
     now = now_ms()
     await store.commit(

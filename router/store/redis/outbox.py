@@ -160,12 +160,15 @@ class RedisOutbox:
                 durable=False,
             )
 
-    async def trim(self, groups: Sequence[str]) -> int:
-        """Per shard: drop what precedes the oldest entry any group still needs."""
+    async def trim(self, groups: Sequence[str], *, unread_keep_ms: int) -> int:
+        """Per shard: drop what precedes the oldest entry any group still needs
+        (with no group: what is older than ``unread_keep_ms`` on Redis's clock,
+        which also stamps the entry ids)."""
         removed = 0
         async with redis_boundary():
+            horizon = None if groups else await self._ms_ago(unread_keep_ms)
             for shard in range(SHARDS):
-                keep_from = await self._oldest_needed(shard, groups)
+                keep_from = horizon or await self._oldest_needed(shard, groups)
                 if keep_from is not None:
                     removed += int(
                         await self.client.xtrim(
@@ -174,9 +177,17 @@ class RedisOutbox:
                     )
         return removed
 
+    async def _ms_ago(self, ms: int) -> str:
+        """The stream id of ``ms`` ago on the server's clock."""
+        now: Any = await self.client.time()
+        if isinstance(now, dict):  # Cluster: one answer per node; any will do
+            now = next(iter(now.values()))
+        seconds, micros = now
+        return f"{int(seconds) * 1000 + int(micros) // 1000 - ms}-0"
+
     async def _oldest_needed(self, shard: int, wanted: Sequence[str]) -> str | None:
         groups = [g for g in await self._groups(shard) if g.get("name") in wanted]
-        if not wanted or len(groups) < len(set(wanted)):
+        if len(groups) < len(set(wanted)):
             return None  # a group that does not exist yet may still need everything
         needed: list[tuple[int, int]] = []
         for info in groups:
