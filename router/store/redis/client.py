@@ -19,6 +19,7 @@ ran.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -43,10 +44,12 @@ async def redis_boundary() -> AsyncIterator[None]:
         raise StoreUnavailable(f"redis: {type(exc).__name__}: {exc}"[:300]) from exc
 
 
-def _client_options(op_timeout_s: float, password: str | None) -> dict[str, Any]:
+def _client_options(
+    op_timeout_s: float, password: str | None, *, timed: bool = True
+) -> dict[str, Any]:
     return {
         "decode_responses": True,
-        "socket_timeout": op_timeout_s,
+        "socket_timeout": op_timeout_s if timed else None,
         "socket_connect_timeout": op_timeout_s,
         "retry": Retry(ExponentialBackoff(cap=0.2, base=0.02), retries=2),
         "retry_on_error": [rexc.ConnectionError, rexc.TimeoutError],
@@ -62,11 +65,16 @@ def _hosts(netloc: str, default_port: int) -> list[tuple[str, int]]:
     return hosts
 
 
-def client_from_url(url: str, op_timeout_s: float = 1.0, password: str | None = None) -> Any:
-    """redis://, rediss://, redis+sentinel://h:p,h:p/service[/db], redis+cluster://h:p,h:p"""
+def client_from_url(
+    url: str, op_timeout_s: float = 1.0, password: str | None = None, *, timed: bool = True
+) -> Any:
+    """redis://, rediss://, redis+sentinel://h:p,h:p/service[/db], redis+cluster://h:p,h:p
+
+    ``timed=False``: no per-socket-operation timeout; the caller bounds each
+    whole operation itself (:class:`ScriptRunner`)."""
     parts = urlsplit(url)
     password = password or (unquote(parts.password) if parts.password else None)
-    options = _client_options(op_timeout_s, password)
+    options = _client_options(op_timeout_s, password, timed=timed)
     if parts.scheme in ("redis", "rediss"):
         return aioredis.Redis.from_url(url, **options)
     if parts.scheme == "redis+cluster":
@@ -78,7 +86,9 @@ def client_from_url(url: str, op_timeout_s: float = 1.0, password: str | None = 
         if not segments:
             raise ValueError("redis+sentinel URL needs a service name: /<service>[/<db>]")
         service, db = segments[0], int(segments[1]) if len(segments) > 1 else 0
-        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        # typed from redis-py 8 on, untyped before: called as Any either way
+        sentinel_class: Any = Sentinel
+        sentinel = sentinel_class(
             _hosts(parts.netloc, 26379),
             socket_timeout=op_timeout_s,
             socket_connect_timeout=op_timeout_s,
@@ -88,7 +98,15 @@ def client_from_url(url: str, op_timeout_s: float = 1.0, password: str | None = 
 
 
 class ScriptRunner:
-    """Runs the store's scripts, each optionally followed by WAIT."""
+    """Runs the store's scripts, each optionally followed by WAIT.
+
+    ``untimed``: a client of the same server without per-socket timeouts
+    (:func:`client_from_url` with ``timed=False``).  The scripts are the
+    payment path's two round trips; redis-py times each socket write with
+    ``wait_for`` (a task per command on Python 3.11) and each read with a
+    timeout of its own.  Through ``untimed`` one deadline bounds the whole
+    step instead (retries included), at a tenth of the cost.  Cancelling a
+    command makes redis-py drop its connection, so no reply is misread."""
 
     def __init__(
         self,
@@ -97,11 +115,16 @@ class ScriptRunner:
         wait_timeout_ms: int = 500,
         op_timeout_s: float = 1.0,
         password: str | None = None,
+        *,
+        untimed: Any = None,
     ) -> None:
         self.client = client
         self.replicas = replicas
         self.wait_timeout_ms = wait_timeout_ms
+        self.op_timeout_s = op_timeout_s
         self._cluster = isinstance(client, RedisCluster)
+        self._untimed = None if self._cluster else untimed
+        self._scripts = self._untimed if self._untimed is not None else client
         self._node_clients: dict[str, Any] = {}
         self._node_options = _client_options(op_timeout_s, password)
 
@@ -111,7 +134,7 @@ class ScriptRunner:
     def _connection_for(self, key: str) -> Any:
         """A client whose pipeline runs on one connection to the key's primary."""
         if not self._cluster:
-            return self.client
+            return self._scripts
         node = self.client.get_node_from_key(key)
         if node.name not in self._node_clients:
             self._node_clients[node.name] = aioredis.Redis(
@@ -123,9 +146,9 @@ class ScriptRunner:
         self, script: AsyncScript, keys: Sequence[str], args: Sequence[Any], *, durable: bool
     ) -> Any:
         wait = durable and self.replicas > 0
-        async with redis_boundary():
-            if not wait and self._cluster:
-                return await script(keys=list(keys), args=list(args))
+        async with redis_boundary(), self._deadline(wait):
+            if not wait:
+                return await self._run_alone(script, keys, args)
             client = self._connection_for(keys[0])
             for _ in range(2):
                 pipe = client.pipeline(transaction=False)
@@ -148,9 +171,31 @@ class ScriptRunner:
                 return replies[0]
             raise StoreUnavailable("script could not be loaded")
 
+    def _deadline(self, wait: bool) -> contextlib.AbstractAsyncContextManager[object]:
+        """The whole step's bound when the client has none per socket operation."""
+        if self._untimed is None:
+            return contextlib.nullcontext()
+        return asyncio.timeout(self.op_timeout_s + (self.wait_timeout_ms / 1000 if wait else 0))
+
+    async def _run_alone(
+        self, script: AsyncScript, keys: Sequence[str], args: Sequence[Any]
+    ) -> Any:
+        """Nothing to WAIT for: one EVALSHA, without a pipeline's bookkeeping
+        (on Cluster, redis-py's script object routes it by key)."""
+        if self._cluster:
+            return await script(keys=list(keys), args=list(args))
+        try:
+            return await self._scripts.evalsha(script.sha, len(keys), *keys, *args)
+        except rexc.NoScriptError:  # nothing ran: load it and send it again
+            await self._scripts.script_load(script.script)
+            return await self._scripts.evalsha(script.sha, len(keys), *keys, *args)
+
     async def close(self) -> None:
         for node_client in self._node_clients.values():
             with contextlib.suppress(Exception):
                 await node_client.aclose()
+        if self._untimed is not None:
+            with contextlib.suppress(Exception):
+                await self._untimed.aclose()
         with contextlib.suppress(Exception):
             await self.client.aclose()

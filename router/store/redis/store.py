@@ -51,11 +51,15 @@ class RedisStore(RedisOutbox):
         wait_timeout_ms: int = 500,
         op_timeout_s: float = 1.0,
         password: str | None = None,
+        script_client: Any = None,
     ) -> None:
+        """``script_client``: see :class:`ScriptRunner` (``untimed``)."""
         self.client = client
         self.ttl_ms = ttl_ms
         self.record_ttl_ms = record_ttl_ms
-        self.runner = ScriptRunner(client, replicas, wait_timeout_ms, op_timeout_s, password)
+        self.runner = ScriptRunner(
+            client, replicas, wait_timeout_ms, op_timeout_s, password, untimed=script_client
+        )
         self._claim = self.runner.register(scripts.CLAIM)
         self._commit = self.runner.register(scripts.COMMIT)
         self._extend = self.runner.register(scripts.EXTEND_LEASE)
@@ -85,6 +89,7 @@ class RedisStore(RedisOutbox):
             wait_timeout_ms=wait_timeout_ms,
             op_timeout_s=op_timeout_s,
             password=password,
+            script_client=client_from_url(url, op_timeout_s, password, timed=False),
         )
 
     # ------------------------------------------------------------------- claims
@@ -92,7 +97,7 @@ class RedisStore(RedisOutbox):
         create = request.create
         create_key = keys.doc(create.kind, create.record.id) if create else None
         read_keys = [keys.doc(kind, rid) for kind, rid in request.read]
-        doc = create.record.model_dump_json() if create else ""
+        doc = create.doc() if create else ""
         reply = await self.runner.run(
             self._claim,
             [
@@ -121,14 +126,18 @@ class RedisStore(RedisOutbox):
             return Replay(StoredResponse.model_validate_json(reply[1]))
         if kind == "busy":
             return Busy(int(reply[1]))
+        created = reply[3] == "1"
         records = {
-            rid: _parse(doc_kind, raw or None)
+            # the record this claim created is the one in hand: no need to parse it back
+            rid: create.record
+            if created and create and rid == create.record.id
+            else _parse(doc_kind, raw or None)
             for (doc_kind, rid), raw in zip(request.read, reply[5], strict=True)
         }
         return Claimed(
             resource_id=reply[1],
             fresh=reply[2] == "1",
-            created=reply[3] == "1",
+            created=created,
             taken_over=reply[4] == "1",
             records=records,
         )
@@ -138,7 +147,7 @@ class RedisStore(RedisOutbox):
         shard = commit.shard
         lease = commit.lease
         doc_keys = [keys.doc(w.kind, w.record.id) for w in commit.writes]
-        docs = [w.record.model_dump_json() for w in commit.writes]
+        docs = [w.doc() for w in commit.writes]
         args: list[Any] = [
             lease.owner if lease else "",
             lease.finish.value if lease else "keep",
