@@ -72,7 +72,10 @@ Ctx = Callable[[web.Application], AsyncIterator[None]]
 
 async def http_session_ctx(app: web.Application) -> AsyncIterator[None]:
     connector = aiohttp.TCPConnector(limit=200, limit_per_host=100, ttl_dns_cache=300)
-    app[HTTP_SESSION] = aiohttp.ClientSession(connector=connector, raise_for_status=False)
+    # no cookie jar: nothing an acquirer sets may ride along on another payment's call
+    app[HTTP_SESSION] = aiohttp.ClientSession(
+        connector=connector, raise_for_status=False, cookie_jar=aiohttp.DummyCookieJar()
+    )
     yield
     await app[HTTP_SESSION].close()
 

@@ -146,6 +146,8 @@ async def read_body(request: web.Request, *, json_only: bool = True) -> bytes:
         )
     limit = request.app[CONFIG].server.body_timeout_s
     try:
+        if request.content.is_eof():  # it all came with the headers: nothing to wait for
+            return await request.read()
         async with asyncio.timeout(limit):
             return await request.read()
     except TimeoutError:

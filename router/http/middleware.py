@@ -77,19 +77,20 @@ async def observe(request: web.Request, handler: Any) -> web.StreamResponse:
         metrics = request.app[METRICS]
         metrics.requests.labels(route, method, str(response.status)).inc()
         metrics.request_seconds.labels(route).observe(elapsed)
-        access.info(
-            "request",
-            extra={
-                "fields": {
-                    "method": method,
-                    "route": route,
-                    "status": response.status,
-                    "duration_ms": round(elapsed * 1000, 2),
-                    "worker": logs.WORKER,
-                    **{k: v for k, v in noted.items() if v is not None},
-                }
-            },
-        )
+        if access.isEnabledFor(logging.INFO):  # nothing is built for a line not written
+            access.info(
+                "request",
+                extra={
+                    "fields": {
+                        "method": method,
+                        "route": route,
+                        "status": response.status,
+                        "duration_ms": round(elapsed * 1000, 2),
+                        "worker": logs.WORKER,
+                        **{k: v for k, v in noted.items() if v is not None},
+                    }
+                },
+            )
         return response
     finally:
         logs.access_fields.reset(noted_token)

@@ -28,6 +28,7 @@ floor is 1.2.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import socket
@@ -233,6 +234,24 @@ def bind(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
     return sock
 
 
+#: the young generation's size before a collection (CPython's default is 700)
+GC_YOUNG_THRESHOLD = 10_000
+
+
+def freeze_startup_heap() -> None:
+    """Move everything built at startup (modules, pydantic validators, the
+    config, clients) out of the cyclic collector's reach.  Each full
+    collection otherwise walks that whole heap again, a cost that lands on
+    whichever payment triggers it: measured on one core, freezing cut the
+    router's CPU per payment by about a quarter and most of its variance.
+    A larger young generation makes collections rarer; a payment's garbage
+    is mostly freed by reference counting anyway."""
+    gc.collect()
+    gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
+
+
 async def serve(
     app: web.Application,
     server: ServerConfig,
@@ -265,6 +284,7 @@ async def serve(
             tls = listen.tls if runner is runners[0] else None
             await web.SockSite(runner, sock, ssl_context=tls).start()
         graceful = asyncio.Event()
+        freeze_startup_heap()
 
         def on_sigterm() -> None:
             graceful.set()

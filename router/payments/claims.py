@@ -17,7 +17,6 @@ decides what happens to the record on the way out:
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -71,10 +70,6 @@ class Run:
         """For a commit made while still working (a write-ahead)."""
         return self.lease(None)
 
-    def answered_by(self, answer: Callable[..., ApiResult], *records: Record) -> Lease:
-        """For the settling commit: the answer derived from the records as committed."""
-        return self.lease(answer(*records))
-
     def answered_with(self, result: ApiResult, *_records: Record) -> Lease:
         return self.lease(result)
 
@@ -88,20 +83,28 @@ async def settle(
     *,
     after_call: bool,
     **recorded: str,
-) -> None:
+) -> ApiResult:
     """A flow's settling commit: ``answer`` (of the records as committed) is
-    stored with them.  When this fails after the acquirer was called, money
-    may have moved: 503 outcome_not_recorded naming ``recorded`` (the record
-    a retry will find), never the store's plain 503."""
+    stored with them, and returned, so the caller gets the very answer that
+    was stored.  When this fails after the acquirer was called, money may
+    have moved: 503 outcome_not_recorded naming ``recorded`` (the record a
+    retry will find), never the store's plain 503."""
     hooks = run.call.rt.hooks
+    answered: list[ApiResult] = []
+
+    def lease(*records: Record) -> Lease:
+        answered.append(answer(*records))  # again on each retry of a lost race
+        return run.lease(answered[-1])
+
     hooks.at(operation, Step.SETTLE, When.BEFORE)
     try:
-        await draft.commit(source, lease=functools.partial(run.answered_by, answer))
+        await draft.commit(source, lease=lease)
     except StoreUnavailable as exc:
         if after_call:
             raise outcome_not_recorded(**recorded) from exc
         raise
     hooks.at(operation, Step.SETTLE, When.AFTER)
+    return answered[-1]
 
 
 def stored(result: ApiResult) -> StoredResponse:
@@ -187,7 +190,7 @@ async def release(run: Run) -> None:
 
 
 async def held(run: Run, work: Callable[[], Awaitable[ApiResult]]) -> ApiResult:
-    heartbeat = asyncio.create_task(_heartbeat(run))
+    heartbeat = _Heartbeat(run)
     try:
         try:
             return await work()
@@ -207,20 +210,42 @@ async def held(run: Run, work: Callable[[], Awaitable[ApiResult]]) -> ApiResult:
         await release(run)
         raise
     finally:
-        heartbeat.cancel()
+        heartbeat.stop()
 
 
-async def _heartbeat(run: Run) -> None:
+class _Heartbeat:
     """Keep a live owner's lease fresh, so the lease can be short: a crashed
     instance's work is taken over within one lease, not one request deadline.
-    Missing a beat is safe: a takeover resolves the journal at the same
-    acquirer with the same acquirer key, and this owner's next write fails."""
-    rt = run.call.rt
-    while True:
-        await asyncio.sleep(rt.lease_ms / 3000)
-        try:
-            if not await rt.store.extend_lease(run.shard, run.scope, run.call.owner, rt.lease_ms):
-                log.warning("lease on %s lost to another owner", run.scope[:12])
-                return
-        except StoreUnavailable:
-            log.warning("could not renew the lease on %s (store unavailable)", run.scope[:12])
+
+    Most requests end long before their first beat is due, so the beat is a
+    timer until then and becomes a task only for a request that outlives it:
+    a payment costs a timer handle, not a task.  Missing a beat is safe: a
+    takeover resolves the journal at the same acquirer with the same acquirer
+    key, and this owner's next write fails."""
+
+    def __init__(self, run: Run) -> None:
+        self._run = run
+        self._every_s = run.call.rt.lease_ms / 3000
+        self._task: asyncio.Task[None] | None = None
+        self._timer = asyncio.get_running_loop().call_later(self._every_s, self._start)
+
+    def _start(self) -> None:
+        self._task = asyncio.ensure_future(self._beat())
+
+    def stop(self) -> None:
+        self._timer.cancel()
+        if self._task is not None:
+            self._task.cancel()
+
+    async def _beat(self) -> None:
+        run, rt = self._run, self._run.call.rt
+        while True:
+            try:
+                if not await rt.store.extend_lease(
+                    run.shard, run.scope, run.call.owner, rt.lease_ms
+                ):
+                    log.warning("lease on %s lost to another owner", run.scope[:12])
+                    return
+            except StoreUnavailable:
+                log.warning("could not renew the lease on %s (store unavailable)", run.scope[:12])
+            await asyncio.sleep(self._every_s)

@@ -342,7 +342,7 @@ async def _settle(
 
 
 async def _answer(run: Run, draft: Draft, source: Source, *, after_call: bool = False) -> ApiResult:
-    await settle(
+    return await settle(
         run,
         draft,
         source,
@@ -351,9 +351,6 @@ async def _answer(run: Run, draft: Draft, source: Source, *, after_call: bool = 
         after_call=after_call,
         payment_id=run.resource_id,
     )
-    payment = draft.records[0]
-    assert isinstance(payment, PaymentRecord)
-    return create_answer(payment)
 
 
 async def _exhausted(run: Run, draft: Draft, reasons: list[str], plan: RoutePlan) -> ApiResult:

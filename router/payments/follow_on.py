@@ -256,10 +256,9 @@ def _answer_for(op_id: str, payment: PaymentRecord) -> ApiResult:
 async def _answer(run: Run, draft: Draft, source: Source, *, after_call: bool = False) -> ApiResult:
     operation = _op(draft, run.resource_id).operation
     answer = functools.partial(_answer_for, run.resource_id)
-    await settle(
+    return await settle(
         run, draft, source, operation, answer, after_call=after_call, payment_id=_payment(draft).id
     )
-    return answer(_payment(draft))
 
 
 def _payment(draft: Draft) -> PaymentRecord:

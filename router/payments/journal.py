@@ -63,7 +63,7 @@ def seal(record: Record, previous_state: str | None, source: Source) -> tuple[Wr
     event = ChangeEvent(
         kind_of(record), record.id, record.version, str(record.state), previous_state, source, at
     )
-    return Write(record, before_version), event
+    return Write(record, before_version, record.model_dump_json()), event
 
 
 class Draft:
@@ -121,7 +121,11 @@ class Draft:
                 return True
             outcome = await self.rt.store.commit(commit)
             if isinstance(outcome, Committed):
-                self._base = [r.model_dump_json() for r in self.records]
+                written = {w.record.id: w.doc() for w in commit.writes}
+                self._base = [
+                    written.get(r.id, base)
+                    for r, base in zip(self.records, self._base, strict=True)
+                ]
                 self._states = [str(r.state) for r in self.records]
                 self._steps.clear()
                 return True

@@ -7,6 +7,7 @@ typo cannot silently do nothing.
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
@@ -207,7 +208,15 @@ class CreateRefund(Strict):
 
 
 def iso_ms(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
+    """``2026-11-25T13:15:24.123+00:00``; every answer has two, so the
+    seconds are formatted once per second, not per call."""
+    seconds, millis = divmod(ms, 1000)
+    return f"{_iso_second(seconds)}.{millis:03d}+00:00"
+
+
+@functools.lru_cache(maxsize=256)
+def _iso_second(seconds: int) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 class NextAction(BaseModel):

@@ -172,11 +172,9 @@ def _answer_of(refund: RefundRecord, _payment: PaymentRecord) -> ApiResult:
 
 
 async def _answer(run: Run, draft: Draft, source: Source, *, after_call: bool = False) -> ApiResult:
-    await settle(
+    return await settle(
         run, draft, source, OP, _answer_of, after_call=after_call, refund_id=run.resource_id
     )
-    refund, _ = _records(draft)
-    return refund_answer(refund)
 
 
 def _records(draft: Draft) -> tuple[RefundRecord, PaymentRecord]:

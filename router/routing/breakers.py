@@ -114,7 +114,13 @@ class AcquirerBreaker:
         return result
 
     def _record(self, failure: AcquirerError | None) -> None:
-        """Feed one outcome through pybreaker's state machine."""
+        """Feed one outcome through pybreaker's state machine.  A success on a
+        closed breaker with no failure counted changes nothing there (our one
+        listener watches state changes only), so the common case skips it."""
+        breaker = self._breaker
+        closed = breaker.current_state == pybreaker.STATE_CLOSED
+        if failure is None and closed and not breaker.fail_counter:
+            return
         try:
             with self._breaker.calling():
                 if failure is not None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
@@ -62,32 +62,66 @@ class _StateCollector(Collector):
         yield from (breaker, healthy, routable, info)
 
 
+M = TypeVar("M", Counter, Histogram)
+
+
+class Bound(Generic[M]):
+    """A labelled metric whose children are bound once per label set.
+
+    prometheus-client's ``labels()`` converts every value, takes a lock and
+    looks the child up on each call; the payment path asks for the same few
+    label sets (all from known names, so the set stays small) on every
+    request, so each child is kept after its first use."""
+
+    def __init__(self, metric: M) -> None:
+        self.metric: M = metric
+        self._children: dict[tuple[str, ...], M] = {}
+
+    def labels(self, *values: str) -> M:
+        child = self._children.get(values)
+        if child is None:
+            child = self._children[values] = self.metric.labels(*values)
+        return child
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.requests = Counter(
-            "payrouter_http_requests", "HTTP requests", ["route", "method", "status"], registry=r
+        # the ones every payment touches keep their children bound
+        self.requests = Bound(
+            Counter(
+                "payrouter_http_requests",
+                "HTTP requests",
+                ["route", "method", "status"],
+                registry=r,
+            )
         )
-        self.request_seconds = Histogram(
-            "payrouter_http_request_seconds",
-            "HTTP latency",
-            ["route"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
+        self.request_seconds = Bound(
+            Histogram(
+                "payrouter_http_request_seconds",
+                "HTTP latency",
+                ["route"],
+                buckets=LATENCY_BUCKETS,
+                registry=r,
+            )
         )
-        self.outcomes = Counter(
-            "payrouter_acquirer_outcomes",
-            "acquirer answers, by taxonomy",
-            ["acquirer", "operation", "outcome"],
-            registry=r,
+        self.outcomes = Bound(
+            Counter(
+                "payrouter_acquirer_outcomes",
+                "acquirer answers, by taxonomy",
+                ["acquirer", "operation", "outcome"],
+                registry=r,
+            )
         )
-        self.acquirer_seconds = Histogram(
-            "payrouter_acquirer_call_seconds",
-            "acquirer call latency",
-            ["acquirer"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
+        self.acquirer_seconds = Bound(
+            Histogram(
+                "payrouter_acquirer_call_seconds",
+                "acquirer call latency",
+                ["acquirer"],
+                buckets=LATENCY_BUCKETS,
+                registry=r,
+            )
         )
         self.failovers = Counter(
             "payrouter_failovers",
