@@ -113,10 +113,12 @@ async def _one_core(
     s.pin_all([proc], *split)
     name = proc.name.split("-")[0]
     await closed_loop(target, spec["concurrency"], 1.0, f"{name}-warmup", seed=5)
+    redis_before = s.redis.cpu_seconds() if s.redis is not None else 0.0
     samples, cpu = await _cpu_window(
         [proc], closed_loop(target, spec["concurrency"], spec["duration_s"], f"{name}@1core")
     )
     ok = [x for x in samples if x.status in (200, 201)]
+    redis_cpu = s.redis.cpu_seconds() - redis_before if s.redis is not None else 0.0
     gentle = await open_loop(
         target,
         spec["latency_rate"],
@@ -132,6 +134,7 @@ async def _one_core(
         "core_busy": round(cpu / spec["duration_s"], 2),
         "cpu_us_per_payment": round(1000 * cpu_ms, 1),
         "capacity_per_core_per_s": round(1000 / cpu_ms) if cpu_ms else None,
+        "redis_cpu_us_per_payment": round(1e6 * redis_cpu / max(1, len(ok)), 1),
         "latency_ms": report.latency_summary(gentle),
     }
 
@@ -190,23 +193,36 @@ async def per_core(s: Stack, spec: dict[str, Any], out: Path) -> dict[str, Any]:
 
 
 async def scaling(s: Stack, spec: dict[str, Any], out: Path) -> dict[str, Any]:
-    """Closed-loop throughput of 1 and 2 workers on one port."""
+    """``serve --workers N`` for N = 1, 2 under a closed loop: throughput, and
+    what each payment costs the router (all its workers) and Redis, so a
+    fleet can be sized from CPU per payment (benchmarks/README.md, "Sizing")."""
+    assert s.redis is not None
     result: dict[str, Any] = {"concurrency": spec["concurrency"]}
     for workers in (1, 2):
-        router = s.start_router(s.router_config(), workers=workers)
+        router = s.start_router(s.router_config(default=["sandbox-a"]), workers=workers)
         target = Target([_url(router)], headers=AUTH)
         await closed_loop(target, spec["concurrency"], 1.5, f"w{workers}-warmup", seed=98)
-        samples = await closed_loop(
-            target, spec["concurrency"], spec["duration_s"], f"{workers}-worker"
+        redis_before = s.redis.cpu_seconds()
+        samples, cpu = await _cpu_window(
+            [router],
+            closed_loop(target, spec["concurrency"], spec["duration_s"], f"{workers}-worker"),
         )
+        redis_cpu = s.redis.cpu_seconds() - redis_before
         ok = [x for x in samples if x.status == 201]
+        paid = max(1, len(ok))
         result[f"workers_{workers}"] = {
             "throughput_per_s": round(len(ok) / spec["duration_s"], 1),
             "latency_ms": report.latency_summary(samples),
+            "router_cores_busy": round(cpu / spec["duration_s"], 2),
+            "router_cpu_us_per_payment": round(1e6 * cpu / paid),
+            "redis_cpu_us_per_payment": round(1e6 * redis_cpu / paid),
         }
         s.stop(router)
-    one = result["workers_1"]["throughput_per_s"]
-    result["speedup_2_vs_1"] = round(result["workers_2"]["throughput_per_s"] / one, 2)
+    one, two = result["workers_1"], result["workers_2"]
+    result["speedup_2_vs_1"] = round(two["throughput_per_s"] / one["throughput_per_s"], 2)
+    result["cpu_per_payment_2_vs_1"] = round(
+        two["router_cpu_us_per_payment"] / one["router_cpu_us_per_payment"], 2
+    )
     report.bar_chart(
         {
             f"{w} worker{'s' if w > 1 else ''}": result[f"workers_{w}"]["throughput_per_s"]
