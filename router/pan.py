@@ -38,7 +38,7 @@ _DOUBLED = (0, 2, 4, 6, 8, 1, 3, 5, 7, 9)  # d -> the Luhn value of 2d
 MIN_DIGITS, MAX_DIGITS = 13, 19
 #: a run long enough to hold a card number: one C-level scan clears the
 #: common case (no such run) before anything is masked, split or summed
-_LONG_RUN = re.compile(rf"[0-9](?:[ .\-]?[0-9]){{{MIN_DIGITS - 1}}}")
+LONG_RUN = re.compile(rf"[0-9](?:[ .\-]?[0-9]){{{MIN_DIGITS - 1}}}")
 
 
 def luhn_valid(digits: str) -> bool:
@@ -92,7 +92,7 @@ def digit_runs(text: str) -> Iterator[tuple[int, int, str]]:
 
 
 def contains_pan(text: str) -> bool:
-    if _LONG_RUN.search(text) is None:
+    if LONG_RUN.search(text) is None:
         return False
     return any(
         len(digits) >= MIN_DIGITS and _windows_luhn_valid(digits)
@@ -102,7 +102,7 @@ def contains_pan(text: str) -> bool:
 
 def redact_pans(text: str, mark: str = "[REDACTED-PAN]") -> str:
     """Replace every digit run that holds a card number."""
-    if _LONG_RUN.search(text) is None:
+    if LONG_RUN.search(text) is None:
         return text
     out, last = [], 0
     for start, end, digits in digit_runs(text):

@@ -5,8 +5,16 @@ from __future__ import annotations
 import logging
 
 import orjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from router.telemetry.logs import JsonFormatter, new_request_id, redact, request_id
+from router.telemetry.logs import (
+    JsonFormatter,
+    new_request_id,
+    redact,
+    redact_all,
+    request_id,
+)
 
 
 def test_card_numbers_secrets_and_bearer_keys_are_removed() -> None:
@@ -66,3 +74,22 @@ def test_a_card_number_is_redacted_from_every_field_whatever_its_type() -> None:
 def test_an_offered_request_id_holding_a_card_number_is_replaced() -> None:
     assert new_request_id("4242424242424242").startswith("req_")
     assert new_request_id("trace-4242-4242-4242-4242").startswith("req_")
+
+
+#: texts built from the pieces the redactions look for, and near misses of them
+_NEAR_MISSES = st.lists(
+    st.sampled_from(
+        [
+            *"0123456789 .-_/:\nZa\u00e9",
+            *("4242", "Bearer ", "bearer\t", "BEARER ", "visa", "live_", "test_"),
+            *("sk_", "rk_", "pk_", "whsec_", "tok_", "pm_", "src_"),
+        ]
+    ),
+    max_size=40,
+).map("".join)
+
+
+@given(_NEAR_MISSES)
+@settings(max_examples=400)
+def test_the_quick_scan_never_passes_a_text_that_redaction_would_change(text: str) -> None:
+    assert redact(text) == redact_all(text)
