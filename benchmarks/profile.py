@@ -81,7 +81,9 @@ def fold(raw: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-async def profile(s: Stack, seconds: float, concurrency: int, workers: int, out: Path) -> Path:
+async def profile(
+    s: Stack, seconds: float, concurrency: int, workers: int, out: Path, rate: int = 200
+) -> Path:
     split = cpu_split()
     s.start_redis()
     s.start_sandbox("sandbox-a")
@@ -98,7 +100,7 @@ async def profile(s: Stack, seconds: float, concurrency: int, workers: int, out:
         "--format",
         "raw",
         "--rate",
-        "200",
+        str(rate),
         "--duration",
         str(int(seconds)),
         "--subprocesses",
@@ -125,6 +127,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--rate", type=int, default=200, help="py-spy samples per second")
     parser.add_argument("--out", type=Path, default=HERE / "out")
     args = parser.parse_args()
     out = args.out / time.strftime("profile-%Y%m%d-%H%M%S")
@@ -132,7 +135,7 @@ def main() -> None:
 
     async def go() -> Path:
         async with stack(out / "work") as s:
-            return await profile(s, args.seconds, args.concurrency, args.workers, out)
+            return await profile(s, args.seconds, args.concurrency, args.workers, out, args.rate)
 
     table = asyncio.run(go())
     shutil.rmtree(out / "work", ignore_errors=True)

@@ -187,6 +187,7 @@ async def create_payment(call: Call, request: CreatePayment) -> ApiResult:
             proposed,
             Attempt(acquirer=first, acquirer_key=key, operation=intent.operation, started_ms=now),
         )
+    created = Write(proposed, 0, proposed.model_dump_json())
     claimed = await claim(
         call,
         intent.operation,
@@ -197,7 +198,7 @@ async def create_payment(call: Call, request: CreatePayment) -> ApiResult:
             owner=call.owner,
             lease_ms=rt.lease_ms,
             resource_id=payment_id,
-            create=Write(proposed, 0),
+            create=created,
             create_event=ChangeEvent(
                 DocKind.PAYMENT, payment_id, 1, str(S.PENDING), None, call.source, now
             ),
@@ -208,7 +209,7 @@ async def create_payment(call: Call, request: CreatePayment) -> ApiResult:
         return claimed
     run = Run(call, scope, shard, claimed.resource_id)
     if claimed.created:
-        draft = payment_draft(rt, proposed)
+        draft = payment_draft(rt, proposed, created.known_doc)
         return await held(run, functools.partial(_failover, run, intent, plan, draft))
     intent = intent.with_id(claimed.resource_id)
     return await held(run, functools.partial(_continue, run, intent, plan, claimed))

@@ -69,11 +69,19 @@ def seal(record: Record, previous_state: str | None, source: Source) -> tuple[Wr
 class Draft:
     """Records as read, changed in place by replayable steps until committed."""
 
-    def __init__(self, rt: Runtime, records: Sequence[Record], reread: Reread) -> None:
+    def __init__(
+        self,
+        rt: Runtime,
+        records: Sequence[Record],
+        reread: Reread,
+        docs: Sequence[str] | None = None,
+    ) -> None:
+        """``docs``: the records' JSON as stored, when the caller has it (the
+        claim that created them): each is compared against it before a commit."""
         self.rt = rt
         self.records: list[Record] = list(records)
         self._reread = reread
-        self._base = [r.model_dump_json() for r in self.records]
+        self._base = list(docs) if docs is not None else [r.model_dump_json() for r in records]
         self._states = [str(r.state) for r in self.records]
         self._steps: list[Step] = []
 
@@ -146,8 +154,8 @@ class Draft:
             step(*self.records)
 
 
-def payment_draft(rt: Runtime, payment: PaymentRecord) -> Draft:
+def payment_draft(rt: Runtime, payment: PaymentRecord, doc: str | None = None) -> Draft:
     async def reread() -> Sequence[Record | None]:
         return [await rt.store.get_payment(payment.id)]
 
-    return Draft(rt, [payment], reread)
+    return Draft(rt, [payment], reread, None if doc is None else [doc])

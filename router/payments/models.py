@@ -163,9 +163,10 @@ class CreatePayment(Strict):
         None, description="where the shopper comes back after 3-D Secure or a redirect"
     )
 
-    @property
+    @functools.cached_property
     def method(self) -> AcquirerTokens | VaultToken | NetworkTokenMethod:
-        """The payment method object (a plain string is a sandbox test token)."""
+        """The payment method object (a plain string is a sandbox test token).
+        Kept once made: eligibility, routing and the record all ask for it."""
         if isinstance(self.payment_method, str):
             return AcquirerTokens(type="acquirer_tokens", tokens={"sandbox": self.payment_method})
         return self.payment_method
