@@ -40,7 +40,7 @@ class Ids:
         self.epoch_ms = epoch_ms
 
     def _mac(self, *parts: str) -> str:
-        return hmac.new(self._key, _SEP.join(parts).encode(), hashlib.sha256).hexdigest()
+        return hmac.digest(self._key, _SEP.join(parts).encode(), "sha256").hex()
 
     def _id(self, prefix: str, shard_hex: str, *parts: str) -> str:
         """``prefix_`` + 24 hex digits, the first two chosen by the caller.  A
@@ -88,4 +88,4 @@ class Ids:
         """Canonical (key order and whitespace do not matter) and keyed: a
         fingerprint of a body that holds a network token is no rainbow table."""
         canonical = orjson.dumps([method, path, body], option=orjson.OPT_SORT_KEYS)
-        return hmac.new(self._key, canonical, hashlib.sha256).hexdigest()
+        return hmac.digest(self._key, canonical, "sha256").hex()
