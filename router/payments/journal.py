@@ -54,10 +54,13 @@ def unresolved(record: Record) -> bool:
     return record.unresolved
 
 
-def seal(record: Record, previous_state: str | None, source: Source) -> tuple[Write, ChangeEvent]:
-    """Stamp a changed record's new version; its write and its event."""
+def seal(
+    record: Record, previous_state: str | None, source: Source, at: int
+) -> tuple[Write, ChangeEvent]:
+    """Stamp a changed record's new version at ``at``, the commit's moment
+    (every record of one commit gets the same one: the history orders one
+    commit's events by kind, not by which record was sealed first)."""
     before_version = record.version
-    at = now_ms()
     record.version = before_version + 1
     record.updated_ms = at
     event = ChangeEvent(
@@ -97,13 +100,14 @@ class Draft:
         writes: list[Write] = []
         events: list[ChangeEvent] = []
         changed: list[Record] = []
+        at = now_ms()
         for record, base, state in zip(self.records, self._base, self._states, strict=True):
             if record.model_dump_json() != base:
-                write, event = seal(record, state, source)
+                write, event = seal(record, state, source, at)
                 writes.append(write)
                 events.append(event)
                 changed.append(record)
-        due = now_ms() + int(self.rt.config.reconciler.first_check_s * 1000)
+        due = at + int(self.rt.config.reconciler.first_check_s * 1000)
         return Commit(
             shard=shard_of(self.records[0].id),
             writes=tuple(writes),
