@@ -21,12 +21,19 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 #:       create_doc, doc_ttl_ms, create_event ('' = none)
 #: -> {'claimed', rid, fresh, created, taken_over, {docs}} | {'replay', resp}
 #:    | {'busy', ms} | {'mismatch'}
+#: A doc this claim created comes back as '': the caller holds it already.
 CLAIM = (
     _NOW
     + """
-local function docs()
+local function docs(created)
   local out = {}
-  for i = 4, #KEYS do out[#out + 1] = redis.call('HGET', KEYS[i], 'd') or '' end
+  for i = 4, #KEYS do
+    if created == '1' and KEYS[i] == KEYS[3] then
+      out[#out + 1] = ''
+    else
+      out[#out + 1] = redis.call('HGET', KEYS[i], 'd') or ''
+    end
+  end
   return out
 end
 local rec = redis.call('HMGET', KEYS[1], 'fp', 'rid', 'owner', 'lease', 'resp')
@@ -44,7 +51,7 @@ if not rec[1] then
   redis.call('HSET', KEYS[1], 'fp', ARGV[1], 'rid', ARGV[4], 'owner', ARGV[2],
              'lease', now + tonumber(ARGV[3]))
   redis.call('PEXPIRE', KEYS[1], ARGV[5])
-  return {'claimed', ARGV[4], '1', created, '0', docs()}
+  return {'claimed', ARGV[4], '1', created, '0', docs(created)}
 end
 if rec[1] ~= ARGV[1] then return {'mismatch'} end
 if rec[5] then return {'replay', rec[5]} end
@@ -52,13 +59,13 @@ if rec[3] == ARGV[2] then
   redis.call('PEXPIRE', KEYS[1], ARGV[5])
   local created = '0'
   if ARGV[6] ~= '' and redis.call('HGET', KEYS[3], 'd') == ARGV[7] then created = '1' end
-  return {'claimed', rec[2], '1', created, '0', docs()}
+  return {'claimed', rec[2], '1', created, '0', docs(created)}
 end
 if tonumber(rec[4]) > now then return {'busy', tostring(tonumber(rec[4]) - now)} end
 redis.call('HSET', KEYS[1], 'owner', ARGV[2], 'lease', now + tonumber(ARGV[3]))
 local taken = '0'
 if rec[3] and rec[3] ~= '' then taken = '1' end
-return {'claimed', rec[2], '0', '0', taken, docs()}
+return {'claimed', rec[2], '0', '0', taken, docs('0')}
 """
 )
 

@@ -128,7 +128,7 @@ class RedisStore(RedisOutbox):
             return Busy(int(reply[1]))
         created = reply[3] == "1"
         records = {
-            # the record this claim created is the one in hand: no need to parse it back
+            # the record this claim created comes back empty: it is the one in hand
             rid: create.record
             if created and create and rid == create.record.id
             else _parse(doc_kind, raw or None)
