@@ -22,7 +22,7 @@ import yaml
 from router.known_keys import DEMO_API_KEY
 from tests.procs.net import free_port, wait_port
 from tests.procs.postgres import PostgresProcess
-from tests.procs.redis import ReplicatedRedis
+from tests.procs.redis import RedisCluster, ReplicatedRedis
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_KEY = DEMO_API_KEY
@@ -31,6 +31,21 @@ DEMO_KEY_SHA = hashlib.sha256(DEMO_KEY.encode()).hexdigest()
 ID_SECRET_ENV = {"PAYROUTER_ID_SECRET": "benchmark-id-secret-0123456789"}
 ADMIN_KEY = "benchmark-admin-key-0123"
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
+
+
+def process_cpu_seconds(popen: subprocess.Popen[bytes] | None) -> float:
+    """User and system CPU time of a running process and its children (0: not running)."""
+    if popen is None or popen.poll() is not None:
+        return 0.0
+    try:
+        proc = psutil.Process(popen.pid)
+        total: float = sum(proc.cpu_times()[:2])
+        for child in proc.children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                total += sum(child.cpu_times()[:2])
+        return total
+    except psutil.Error:
+        return 0.0
 
 
 class Proc:
@@ -54,17 +69,7 @@ class Proc:
         return self
 
     def cpu_seconds(self) -> float:
-        if self.popen is None or self.popen.poll() is not None:
-            return 0.0
-        try:
-            proc = psutil.Process(self.popen.pid)
-            total: float = sum(proc.cpu_times()[:2])
-            for child in proc.children(recursive=True):
-                with contextlib.suppress(psutil.Error):
-                    total += sum(child.cpu_times()[:2])
-            return total
-        except psutil.Error:
-            return 0.0
+        return process_cpu_seconds(self.popen)
 
     def kill(self) -> None:
         """SIGKILL the process and its children: no shutdown, no goodbye."""
@@ -130,6 +135,8 @@ class Stack:
         self.sandboxes: dict[str, Proc] = {}
         #: the system of record, for the scenarios that keep one
         self.postgres: PostgresProcess | None = None
+        #: a Redis Cluster, for the scenario that compares it with one server
+        self.cluster: RedisCluster | None = None
 
     def _py(self, *args: str) -> list[str]:
         return [sys.executable, *args]
@@ -174,8 +181,23 @@ class Stack:
         await self.replicated.start()
         return self.replicated
 
+    def start_cluster(self, size: int) -> RedisCluster:
+        """Durable nodes, like the single server; routers configured after this use it."""
+        data = self.workdir / "cluster"
+        shutil.rmtree(data, ignore_errors=True)
+        self.cluster = RedisCluster(data, size, durable=True)
+        self.cluster.start()
+        return self.cluster
+
+    def cluster_cpu_seconds(self) -> list[float]:
+        """Each Cluster node's CPU time so far."""
+        assert self.cluster is not None
+        return [process_cpu_seconds(node.proc) for node in self.cluster.nodes]
+
     @property
     def redis_url(self) -> str:
+        if self.cluster is not None:
+            return self.cluster.url
         if self.replicated is not None:
             return self.replicated.url
         assert self.redis is not None
@@ -315,6 +337,8 @@ class Stack:
             await self.replicated.close()
         if self.postgres is not None:
             await asyncio.to_thread(self.postgres.stop)
+        if self.cluster is not None:
+            await asyncio.to_thread(self.cluster.stop)
 
 
 @contextlib.asynccontextmanager

@@ -100,13 +100,15 @@ class RedisProcess:
 
 
 class RedisCluster:
-    """Three masters, no replicas, formed with redis-cli --cluster create."""
+    """Three masters, no replicas, formed with redis-cli --cluster create.
+    ``durable``: AOF with fsync always on every node (the benchmarks compare
+    it with one durable server; the tests need no durability of it)."""
 
-    def __init__(self, workdir: Path, size: int = 3) -> None:
+    def __init__(self, workdir: Path, size: int = 3, *, durable: bool = False) -> None:
         self.nodes = [
             RedisProcess(
                 workdir / f"node{i}",
-                durable=False,
+                durable=durable,
                 extra=(
                     "--cluster-enabled",
                     "yes",

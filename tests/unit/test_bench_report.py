@@ -28,3 +28,16 @@ def test_a_payment_charged_at_two_acquirers_is_a_double_charge() -> None:
     }
     assert double_charges([a, b]) == {"pay_1": 2}
     assert double_charges([a]) == {}
+
+
+def test_every_benchmark_scenario_names_a_kind_the_runner_has() -> None:
+    from pathlib import Path
+
+    import yaml
+
+    from benchmarks.run import KINDS
+
+    found = sorted((Path(__file__).parents[2] / "benchmarks" / "scenarios").glob("*.yaml"))
+    kinds = {path.name: yaml.safe_load(path.read_text())["kind"] for path in found}
+    assert len(kinds) >= 13
+    assert {name: kind for name, kind in kinds.items() if kind not in KINDS} == {}
