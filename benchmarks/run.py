@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import functools
 import json
+import math
 import shutil
 import time
 from collections.abc import Awaitable, Callable
@@ -147,10 +148,13 @@ async def per_core(s: Stack, spec: dict[str, Any], out: Path) -> dict[str, Any]:
     payment at most 1.5x the baseline's, at most 0.6 ms p50 / 2 ms p99 added
     over the direct call, at least 3,000 payments/s per core.
 
-    This machine's speed drifts by a quarter within minutes, so the two are
-    measured in alternating rounds (the order swapped each round) and the
-    ratio is the median of the rounds' own ratios: a drift moves both sides
-    of each ratio together."""
+    This machine's speed drifts by a quarter within minutes, and whichever
+    side runs second in a round can cost up to half as much again as the
+    same code run first.  So the two are measured in rounds, the order
+    swapped each round, over an even number of rounds, and the ratio is the
+    geometric mean of the rounds' own ratios: a drift moves both sides of a
+    round's ratio together, and a position effect multiplies half the
+    rounds' ratios and divides the other half, so it cancels."""
     split = cpu_split()
     if split is None:
         return {"skipped": "needs 2 CPUs: one for the router, one for the rest"}
@@ -165,7 +169,7 @@ async def per_core(s: Stack, spec: dict[str, Any], out: Path) -> dict[str, Any]:
     for name, (proc, target) in sides.items():
         s.pin_all([proc], *split)
         await closed_loop(target, spec["concurrency"], 1.0, f"{name}-warmup", seed=5)
-    for round_ in range(spec.get("rounds", 3)):
+    for round_ in range(2 * ((spec["rounds"] + 1) // 2)):  # even: each order as often
         order = list(sides) if round_ % 2 == 0 else list(reversed(sides))
         for name in order:
             proc, target = sides[name]
@@ -206,7 +210,7 @@ async def per_core(s: Stack, spec: dict[str, Any], out: Path) -> dict[str, Any]:
         "latency_rate_per_s": spec["latency_rate"],
         **runs,
         "direct": {"latency_ms": direct_ms},
-        "cpu_ratio_router_to_baseline": round(_median(ratios), 2),
+        "cpu_ratio_router_to_baseline": round(math.prod(ratios) ** (1 / len(ratios)), 2),
         "cpu_ratio_each_round": [round(x, 2) for x in ratios],
         "added_p50_ms": round(r["latency_ms"]["p50"] - direct_ms["p50"], 2),
         "added_p99_ms": round(r["latency_ms"]["p99"] - direct_ms["p99"], 2),
