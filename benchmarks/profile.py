@@ -87,7 +87,9 @@ async def profile(
     split = cpu_split()
     s.start_redis()
     s.start_sandbox("sandbox-a")
-    router = s.start_router(s.router_config(default=["sandbox-a"]), workers=workers)
+    router = s.start_router(
+        s.router_config(default=["sandbox-a"], production=True), workers=workers
+    )
     if split is not None:
         s.pin_all([router], *split)
     target = Target([_url(router)], headers=AUTH)

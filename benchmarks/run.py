@@ -54,7 +54,7 @@ async def compare(s: Stack, spec: dict[str, Any], out: Path) -> dict[str, Any]:
     not the proxy.  Each rate gets a fresh set of processes' CPU counters."""
     sandbox = s.sandboxes["sandbox-a"]
     baseline = s.start_baseline()
-    router = s.start_router(s.router_config(default=["sandbox-a"]))
+    router = s.start_router(s.router_config(default=["sandbox-a"], production=True))
     assert s.redis is not None
     targets = {
         "direct": (Target([_url(sandbox)], path="/v1/charges"), [sandbox]),
@@ -160,7 +160,7 @@ async def per_core(s: Stack, spec: dict[str, Any], out: Path) -> dict[str, Any]:
         return {"skipped": "needs 2 CPUs: one for the router, one for the rest"}
     sandbox = s.sandboxes["sandbox-a"]
     baseline = s.start_baseline()
-    router = s.start_router(s.router_config(default=["sandbox-a"]))
+    router = s.start_router(s.router_config(default=["sandbox-a"], production=True))
     sides = {
         "baseline": (baseline, Target([_url(baseline)])),
         "router": (router, Target([_url(router)], headers=AUTH)),
@@ -237,7 +237,9 @@ async def scaling(s: Stack, spec: dict[str, Any], out: Path) -> dict[str, Any]:
     assert s.redis is not None
     result: dict[str, Any] = {"concurrency": spec["concurrency"]}
     for workers in (1, 2):
-        router = s.start_router(s.router_config(default=["sandbox-a"]), workers=workers)
+        router = s.start_router(
+            s.router_config(default=["sandbox-a"], production=True), workers=workers
+        )
         target = Target([_url(router)], headers=AUTH)
         await closed_loop(target, spec["concurrency"], 1.5, f"w{workers}-warmup", seed=98)
         redis_before = s.redis.cpu_seconds()
@@ -285,7 +287,7 @@ async def _redis_side(
     quiet = sum(cpu_of())
     await asyncio.sleep(idle_s)
     quiet = sum(cpu_of()) - quiet
-    router = s.start_router(s.router_config(default=["sandbox-a"]))
+    router = s.start_router(s.router_config(default=["sandbox-a"], production=True))
     target = Target([_url(router)], headers=AUTH)
     await asyncio.sleep(1.0)  # past start-up
     idle = sum(cpu_of())

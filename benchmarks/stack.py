@@ -247,9 +247,14 @@ class Stack:
         store: dict[str, Any] | None = None,
         payments: dict[str, Any] | None = None,
         ledger: dict[str, Any] | None = None,
+        *,
+        production: bool = False,
         **routing: Any,
     ) -> Path:
-        """``ledger``: the system of record's settings (on this stack's PostgreSQL)."""
+        """``ledger``: the system of record's settings (on this stack's PostgreSQL).
+        The chaos scenarios probe health and reconcile every half second, so an
+        outage or a crash resolves within the run; ``production`` keeps the
+        shipped intervals instead, for the scenarios that measure cost."""
         config: dict[str, Any] = {
             "server": {"watch_config_s": 0},
             "store": {
@@ -278,6 +283,10 @@ class Stack:
             "reconciler": {"interval_s": 0.5, "first_check_s": 0.5, "not_found_grace_s": 3},
             "admin": {"api_key_sha256": [hashlib.sha256(ADMIN_KEY.encode()).hexdigest()]},
         }
+        if production:
+            del config["reconciler"]
+            for acquirer in config["acquirers"].values():
+                del acquirer["health"]
         if ledger is not None:
             assert self.postgres is not None
             config["ledger"] = {"kind": "postgres", "url": self.postgres.url, **ledger}
