@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 CONFIG  ?= config/demo.yaml
 
-.PHONY: run test bench bench-publish lint typecheck check servers clean
+.PHONY: run test bench bench-publish bench-tools lint typecheck check servers clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -38,10 +38,19 @@ test: $(STAMP) servers
 # A short run of every scenario (a few minutes); the report and plots land in
 # benchmarks/out/ (ignored by git). bench-publish also copies them to
 # benchmarks/results/, the figures the README shows.
-bench: $(STAMP) servers
+# wrk drives the per-core scenario (a load generator in C leaves the shared
+# core to the sandbox and Redis); without it the Python generator does.
+bench-tools:
+	@command -v wrk >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing wrk with apt-get"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk >/dev/null; \
+	  else echo "wrk is missing: the per-core scenario uses the Python load generator"; fi; }
+
+bench: $(STAMP) servers bench-tools
 	$(BIN)/python -m benchmarks.run --quick
 
-bench-publish: $(STAMP) servers
+bench-publish: $(STAMP) servers bench-tools
 	$(BIN)/python -m benchmarks.run --publish
 
 lint: $(STAMP)
