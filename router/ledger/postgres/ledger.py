@@ -92,10 +92,22 @@ SELECT count(*) FROM old
 
 @contextlib.asynccontextmanager
 async def _boundary() -> AsyncIterator[None]:
-    """The one place database trouble becomes LedgerUnavailable."""
+    """The one place database trouble becomes LedgerUnavailable.
+
+    InternalClientError too: a server killed mid-operation can leave a
+    pooled connection in a state asyncpg refuses to leave ("cannot switch
+    to state 12; another operation is in progress", MagicStack/asyncpg#784,
+    #1069); the pool terminates that connection when its reset fails, so a
+    retry gets a fresh one."""
     try:
         yield
-    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+    except (
+        asyncpg.PostgresError,
+        asyncpg.InterfaceError,
+        asyncpg.InternalClientError,
+        OSError,
+        TimeoutError,
+    ) as exc:
         raise LedgerUnavailable(f"{type(exc).__name__}: {exc}") from exc
 
 
