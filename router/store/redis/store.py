@@ -11,6 +11,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from redis.asyncio.cluster import RedisCluster
+
 from router.payments.records import PaymentRecord, Record, RefundRecord, StoredResponse
 from router.store import keys
 from router.store.keys import DocKind
@@ -81,15 +83,22 @@ class RedisStore(RedisOutbox):
         replicas: int = 0,
         wait_timeout_ms: int = 500,
     ) -> RedisStore:
+        client = client_from_url(url, op_timeout_s, password)
+        # a Cluster's scripts go through redis-py's own routing by key (ScriptRunner)
+        untimed = (
+            None
+            if isinstance(client, RedisCluster)
+            else client_from_url(url, op_timeout_s, password, timed=False)
+        )
         return cls(
-            client_from_url(url, op_timeout_s, password),
+            client,
             ttl_ms,
             record_ttl_ms,
             replicas=replicas,
             wait_timeout_ms=wait_timeout_ms,
             op_timeout_s=op_timeout_s,
             password=password,
-            script_client=client_from_url(url, op_timeout_s, password, timed=False),
+            script_client=untimed,
         )
 
     # ------------------------------------------------------------------- claims
