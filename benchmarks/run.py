@@ -653,6 +653,11 @@ def main() -> None:
     parser.add_argument(
         "--publish", action="store_true", help="also copy report and plots to benchmarks/results/"
     )
+    parser.add_argument(
+        "--keep-work",
+        action="store_true",
+        help="keep out/<time>/work: every process's log and data, to read after a failed check",
+    )
     args = parser.parse_args()
     files = (
         [HERE / "scenarios" / f for f in args.scenarios]
@@ -666,12 +671,14 @@ def main() -> None:
     results = asyncio.run(run(files, args.quick, out))
     results["wall_s"] = round(time.monotonic() - started, 1)
     (out / "report.json").write_text(json.dumps(results, indent=2))
-    shutil.rmtree(out / "work", ignore_errors=True)
+    if not args.keep_work:
+        shutil.rmtree(out / "work", ignore_errors=True)
     if args.publish:
         published = HERE / "results"
         published.mkdir(exist_ok=True)
         for item in out.iterdir():
-            shutil.copy2(item, published / item.name)
+            if item.is_file():
+                shutil.copy2(item, published / item.name)
     print(f"report: {out / 'report.json'}  ({results['wall_s']} s)")
 
 
