@@ -28,7 +28,7 @@ import yaml
 
 from benchmarks import checks, report, wrk
 from benchmarks.loadgen import Sample, Target, closed_loop, open_loop
-from benchmarks.stack import ADMIN, DEMO_KEY, Proc, Stack, cpu_split, stack
+from benchmarks.stack import ADMIN, DEMO_KEY, Proc, RedisUsage, Stack, cpu_split, stack
 from tests.procs.proxy import StallingProxy
 
 HERE = Path(__file__).resolve().parent
@@ -251,84 +251,96 @@ async def per_core(s: Stack, spec: dict[str, Any], out: Path) -> dict[str, Any]:
 
 
 async def scaling(s: Stack, spec: dict[str, Any], out: Path) -> dict[str, Any]:
-    """``serve --workers N`` for N = 1, 2 under a closed loop: throughput, and
-    what each payment costs the router (all its workers) and Redis, so a
-    fleet can be sized from CPU per payment (benchmarks/README.md, "Sizing")."""
+    """``serve --workers N`` for N = 1, 2, all its workers pinned to one
+    core (everything else on the other), under a closed loop: what a payment
+    costs the router (all workers) and Redis, and so what one core carries
+    with N workers on it.  Equal CPU per payment means a worker adds nothing
+    per core, and N workers on N cores carry N times one core's payments:
+    the basis of the sizing model in benchmarks/README.md ("Sizing a fleet").
+    (A machine with 2 CPUs cannot give each worker a core of its own and still
+    feed them; the unpinned mixed run is 01-steady.)"""
     assert s.redis is not None
-    result: dict[str, Any] = {"concurrency": spec["concurrency"]}
+    split = cpu_split()
+    if split is None:
+        return {"skipped": "needs 2 CPUs: one for the router, one for the rest"}
+    result: dict[str, Any] = {
+        "concurrency": spec["concurrency"],
+        "load_generator": load_generator(),
+        "pinned": {"router_workers": sorted(split[0]), "the_rest": sorted(split[1])},
+    }
     for workers in (1, 2):
         router = s.start_router(
             s.router_config(default=["sandbox-a"], production=True), workers=workers
         )
+        s.pin_all([router], *split)
         target = Target([_url(router)], headers=AUTH)
-        await closed_loop(target, spec["concurrency"], 1.5, f"w{workers}-warmup", seed=98)
-        redis_before = s.redis.cpu_seconds()
-        samples, cpu = await _cpu_window(
-            [router],
-            closed_loop(target, spec["concurrency"], spec["duration_s"], f"{workers}-worker"),
-        )
-        redis_cpu = s.redis.cpu_seconds() - redis_before
-        ok = [x for x in samples if x.status == 201]
-        paid = max(1, len(ok))
+        await _closed_loop_counted(s, target, {**spec, "duration_s": 2}, f"w{workers}-warmup")
+        figures = await _one_core(s, router, target, spec, f"{workers}-worker")
         result[f"workers_{workers}"] = {
-            "throughput_per_s": round(len(ok) / spec["duration_s"], 1),
-            "latency_ms": report.latency_summary(samples),
-            "router_cores_busy": round(cpu / spec["duration_s"], 2),
-            "router_cpu_us_per_payment": round(1e6 * cpu / paid),
-            "router_capacity_per_core_per_s": round(paid / cpu) if cpu else None,
-            "redis_cpu_us_per_payment": round(1e6 * redis_cpu / paid),
+            **figures,
+            "capacity_per_core_per_s": round(1e6 / figures["cpu_us_per_payment"]),
         }
         s.stop(router)
+    s.pin_all([], *split)
     one, two = result["workers_1"], result["workers_2"]
-    result["speedup_2_vs_1"] = round(two["throughput_per_s"] / one["throughput_per_s"], 2)
     result["cpu_per_payment_2_vs_1"] = round(
-        two["router_cpu_us_per_payment"] / one["router_cpu_us_per_payment"], 2
+        two["cpu_us_per_payment"] / one["cpu_us_per_payment"], 2
     )
     report.bar_chart(
         {
-            f"{w} worker{'s' if w > 1 else ''}": result[f"workers_{w}"]["throughput_per_s"]
+            f"{w} worker{'s' if w > 1 else ''} on 1 core": result[f"workers_{w}"][
+                "capacity_per_core_per_s"
+            ]
             for w in (1, 2)
         },
-        "throughput (payments/s)",
+        "payments/s one core carries",
         "payments/s",
         out / "workers-throughput.png",
     )
     return result
 
 
-async def _redis_side(
-    s: Stack, spec: dict[str, Any], name: str, cpu_of: Callable[[], list[float]]
-) -> dict[str, Any]:
+async def _redis_side(s: Stack, spec: dict[str, Any], name: str) -> dict[str, Any]:
     """One router on the stack's current Redis under a closed loop: the
     router's and every Redis server's CPU per payment; and, before any
     payment, what the idle router's background work (fleet polls, the
     reconciler, the outbox) costs Redis per second beyond Redis's own."""
     idle_s = spec["idle_s"]
-    quiet = sum(cpu_of())
+
+    def spent(before: list[RedisUsage]) -> tuple[list[float], int]:
+        now = s.redis_usage()
+        cpu = [n.cpu_s - b.cpu_s for n, b in zip(now, before, strict=True)]
+        return cpu, sum(n.commands - b.commands for n, b in zip(now, before, strict=True))
+
+    start = s.redis_usage()
     await asyncio.sleep(idle_s)
-    quiet = sum(cpu_of()) - quiet
+    quiet_cpu, quiet_commands = spent(start)
     router = s.start_router(s.router_config(default=["sandbox-a"], production=True))
     target = Target([_url(router)], headers=AUTH)
     await asyncio.sleep(1.0)  # past start-up
-    idle = sum(cpu_of())
+    start = s.redis_usage()
     await asyncio.sleep(idle_s)
-    idle = sum(cpu_of()) - idle
+    idle_cpu, idle_commands = spent(start)
     await closed_loop(target, spec["concurrency"], 1.5, f"{name}-warmup", seed=11)
-    before = cpu_of()
+    start = s.redis_usage()
     samples, cpu = await _cpu_window(
         [router], closed_loop(target, spec["concurrency"], spec["duration_s"], name)
     )
-    spent = [after - first for after, first in zip(cpu_of(), before, strict=True)]
+    busy, commands = spent(start)
     s.stop(router)
     paid = max(1, sum(1 for x in samples if x.status == 201))
-    total = sum(spent)
+    total = sum(busy)
     return {
         "payments": paid,
         "router_cpu_us_per_payment": round(1e6 * cpu / paid),
         "redis_cpu_us_per_payment": round(1e6 * total / paid),
-        "redis_servers": len(spent),
-        "busiest_server_share": round(max(spent) / total, 2) if total else None,
-        "idle_router_redis_cpu_ms_per_s": round(1000 * (idle - quiet) / idle_s, 2),
+        "redis_commands_per_payment": round(commands / paid, 2),
+        "redis_servers": len(busy),
+        "busiest_server_share": round(max(busy) / total, 2) if total else None,
+        "idle_router": {
+            "redis_cpu_ms_per_s": round(1000 * (sum(idle_cpu) - sum(quiet_cpu)) / idle_s, 2),
+            "redis_commands_per_s": round((idle_commands - quiet_commands) / idle_s, 1),
+        },
     }
 
 
@@ -336,14 +348,13 @@ async def redis_cost(s: Stack, spec: dict[str, Any], out: Path) -> dict[str, Any
     """What a payment costs Redis on one durable server and on a durable
     Cluster (every server AOF with fsync always), with the router's own cost
     beside it: the figures the sizing model in benchmarks/README.md uses.
-    The Cluster's cost is summed over its servers; the busiest server's
-    share shows how evenly the payment shards spread over them."""
-    assert s.redis is not None
-    single = s.redis
+    Redis's side is what the servers count themselves (INFO: CPU time and
+    commands), summed over a Cluster's servers; the busiest server's share
+    shows how evenly the payment shards spread over them."""
     result: dict[str, Any] = {"concurrency": spec["concurrency"]}
-    result["single"] = await _redis_side(s, spec, "single", lambda: [single.cpu_seconds()])
+    result["single"] = await _redis_side(s, spec, "single")
     s.start_cluster(spec["cluster_servers"])
-    result["cluster"] = await _redis_side(s, spec, "cluster", s.cluster_cpu_seconds)
+    result["cluster"] = await _redis_side(s, spec, "cluster")
     one, many = result["single"], result["cluster"]
     result["cluster_to_single_redis_cpu"] = round(
         many["redis_cpu_us_per_payment"] / one["redis_cpu_us_per_payment"], 2

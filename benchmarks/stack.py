@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ import yaml
 from router.known_keys import DEMO_API_KEY
 from tests.procs.net import free_port, wait_port
 from tests.procs.postgres import PostgresProcess
-from tests.procs.redis import RedisCluster, ReplicatedRedis
+from tests.procs.redis import RedisCluster, ReplicatedRedis, cli
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_KEY = DEMO_API_KEY
@@ -46,6 +47,22 @@ def process_cpu_seconds(popen: subprocess.Popen[bytes] | None) -> float:
         return total
     except psutil.Error:
         return 0.0
+
+
+@dataclass(frozen=True)
+class RedisUsage:
+    cpu_s: float
+    commands: int
+
+
+def redis_usage(port: int) -> RedisUsage:
+    """A server's CPU time and commands processed, from INFO: to the
+    microsecond, where the process's own CPU times count 10 ms ticks."""
+    fields = dict(
+        line.split(":", 1) for line in cli(port, "INFO", "cpu", "stats").splitlines() if ":" in line
+    )
+    cpu = float(fields["used_cpu_sys"]) + float(fields["used_cpu_user"])
+    return RedisUsage(cpu, int(fields["total_commands_processed"]))
 
 
 class Proc:
@@ -189,10 +206,13 @@ class Stack:
         self.cluster.start()
         return self.cluster
 
-    def cluster_cpu_seconds(self) -> list[float]:
-        """Each Cluster node's CPU time so far."""
-        assert self.cluster is not None
-        return [process_cpu_seconds(node.proc) for node in self.cluster.nodes]
+    def redis_usage(self) -> list[RedisUsage]:
+        """What each Redis server of the stack's current store (the Cluster's
+        nodes, else the single server) has spent so far, as it counts it."""
+        if self.cluster is not None:
+            return [redis_usage(node.port) for node in self.cluster.nodes]
+        assert self.redis is not None
+        return [redis_usage(self.redis.port)]
 
     @property
     def redis_url(self) -> str:
