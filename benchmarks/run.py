@@ -157,20 +157,50 @@ def _medians(rounds: list[dict[str, float]]) -> dict[str, Any]:
     return summary
 
 
+def _geometric_mean(values: list[float]) -> float:
+    return math.prod(values) ** (1 / len(values))
+
+
+async def _alternating_rounds(
+    s: Stack, sides: dict[str, tuple[Proc, Target]], spec: dict[str, Any]
+) -> tuple[dict[str, list[dict[str, float]]], list[float]]:
+    """Two sides, each in turn alone on the hot core under a closed loop
+    (after a warm-up each), over an even number of rounds with the order
+    swapped each round: each side's figures per round, and each round's
+    ratio of the second side's CPU per payment to the first's.
+
+    This machine's speed drifts by a quarter within minutes, and whichever
+    side runs second in a round can cost up to half as much again as the
+    same code run first.  A drift moves both sides of a round's ratio
+    together; a position effect multiplies half the rounds' ratios and
+    divides the other half, so the geometric mean of the ratios cancels it."""
+    split = cpu_split()
+    assert split is not None
+    rounds: dict[str, list[dict[str, float]]] = {name: [] for name in sides}
+    for name, (proc, target) in sides.items():
+        s.pin_all([proc], *split)
+        await _closed_loop_counted(s, target, {**spec, "duration_s": 2}, f"{name}-warmup")
+    for round_ in range(2 * ((spec["rounds"] + 1) // 2)):  # even: each order as often
+        for name in list(sides) if round_ % 2 == 0 else list(reversed(sides)):
+            proc, target = sides[name]
+            s.pin_all([proc], *split)
+            rounds[name].append(await _one_core(s, proc, target, spec, f"{name}-{round_}"))
+    s.pin_all([], *split)
+    first, second = (rounds[name] for name in sides)
+    ratios = [
+        b["cpu_us_per_payment"] / a["cpu_us_per_payment"]
+        for a, b in zip(first, second, strict=True)
+    ]
+    return rounds, ratios
+
+
 async def per_core(s: Stack, spec: dict[str, Any], out: Path) -> dict[str, Any]:
     """The router on a core of its own against the bare journaled proxy
     (benchmarks/baseline.py: claim, call, store the answer) on the same core,
     and the acquirer called directly.  The ratios are the targets: CPU per
     payment at most 1.5x the baseline's, at most 0.6 ms p50 / 2 ms p99 added
-    over the direct call, at least 3,000 payments/s per core.
-
-    This machine's speed drifts by a quarter within minutes, and whichever
-    side runs second in a round can cost up to half as much again as the
-    same code run first.  So the two are measured in rounds, the order
-    swapped each round, over an even number of rounds, and the ratio is the
-    geometric mean of the rounds' own ratios: a drift moves both sides of a
-    round's ratio together, and a position effect multiplies half the
-    rounds' ratios and divides the other half, so it cancels."""
+    over the direct call, at least 3,000 payments/s per core.  The two are
+    measured in alternating rounds (:func:`_alternating_rounds`)."""
     split = cpu_split()
     if split is None:
         return {"skipped": "needs 2 CPUs: one for the router, one for the rest"}
@@ -181,16 +211,7 @@ async def per_core(s: Stack, spec: dict[str, Any], out: Path) -> dict[str, Any]:
         "baseline": (baseline, Target([_url(baseline)])),
         "router": (router, Target([_url(router)], headers=AUTH)),
     }
-    rounds: dict[str, list[dict[str, float]]] = {name: [] for name in sides}
-    for name, (proc, target) in sides.items():
-        s.pin_all([proc], *split)
-        await _closed_loop_counted(s, target, {**spec, "duration_s": 1}, f"{name}-warmup")
-    for round_ in range(2 * ((spec["rounds"] + 1) // 2)):  # even: each order as often
-        order = list(sides) if round_ % 2 == 0 else list(reversed(sides))
-        for name in order:
-            proc, target = sides[name]
-            s.pin_all([proc], *split)
-            rounds[name].append(await _one_core(s, proc, target, spec, f"{name}@1core-{round_}"))
+    rounds, ratios = await _alternating_rounds(s, sides, spec)
     latency = {}
     for name, (proc, target) in sides.items():
         s.pin_all([proc], *split)
@@ -214,10 +235,6 @@ async def per_core(s: Stack, spec: dict[str, Any], out: Path) -> dict[str, Any]:
     s.stop(baseline)
     direct_ms = report.latency_summary(direct)
     runs = {name: {**_medians(rounds[name]), "latency_ms": latency[name]} for name in sides}
-    ratios = [
-        r["cpu_us_per_payment"] / b["cpu_us_per_payment"]
-        for r, b in zip(rounds["router"], rounds["baseline"], strict=True)
-    ]
     r = runs["router"]
     result = {
         "pinned": {"measured": sorted(split[0]), "the_rest": sorted(split[1])},
@@ -227,7 +244,7 @@ async def per_core(s: Stack, spec: dict[str, Any], out: Path) -> dict[str, Any]:
         "latency_rate_per_s": spec["latency_rate"],
         **runs,
         "direct": {"latency_ms": direct_ms},
-        "cpu_ratio_router_to_baseline": round(math.prod(ratios) ** (1 / len(ratios)), 2),
+        "cpu_ratio_router_to_baseline": round(_geometric_mean(ratios), 2),
         "cpu_ratio_each_round": [round(x, 2) for x in ratios],
         "added_p50_ms": round(r["latency_ms"]["p50"] - direct_ms["p50"], 2),
         "added_p99_ms": round(r["latency_ms"]["p99"] - direct_ms["p99"], 2),
@@ -258,7 +275,8 @@ async def scaling(s: Stack, spec: dict[str, Any], out: Path) -> dict[str, Any]:
     per core, and N workers on N cores carry N times one core's payments:
     the basis of the sizing model in benchmarks/README.md ("Sizing a fleet").
     (A machine with 2 CPUs cannot give each worker a core of its own and still
-    feed them; the unpinned mixed run is 01-steady.)"""
+    feed them; the unpinned mixed run is 01-steady.)  Measured in alternating
+    rounds (:func:`_alternating_rounds`)."""
     assert s.redis is not None
     split = cpu_split()
     if split is None:
@@ -269,34 +287,21 @@ async def scaling(s: Stack, spec: dict[str, Any], out: Path) -> dict[str, Any]:
         "pinned": {"router_workers": sorted(split[0]), "the_rest": sorted(split[1])},
     }
     routers = {
-        workers: s.start_router(
+        f"workers_{workers}": s.start_router(
             s.router_config(default=["sandbox-a"], production=True), workers=workers
         )
         for workers in (1, 2)
     }
-    rounds: dict[int, list[dict[str, float]]] = {workers: [] for workers in routers}
-    for workers, router in routers.items():
-        s.pin_all([router], *split)
-        target = Target([_url(router)], headers=AUTH)
-        await _closed_loop_counted(s, target, {**spec, "duration_s": 2}, f"w{workers}-warmup")
-    for round_ in range(2 * ((spec["rounds"] + 1) // 2)):  # even, alternating: see per_core
-        for workers in (1, 2) if round_ % 2 == 0 else (2, 1):
-            router = routers[workers]
-            s.pin_all([router], *split)
-            target = Target([_url(router)], headers=AUTH)
-            label = f"{workers}-worker-{round_}"
-            rounds[workers].append(await _one_core(s, router, target, spec, label))
-    for workers, router in routers.items():
-        result[f"workers_{workers}"] = _medians(rounds[workers])
+    sides = {
+        name: (router, Target([_url(router)], headers=AUTH)) for name, router in routers.items()
+    }
+    rounds, ratios = await _alternating_rounds(s, sides, spec)
+    for name, router in routers.items():
+        result[name] = _medians(rounds[name])
         s.stop(router)
-    ratios = [
-        two["cpu_us_per_payment"] / one["cpu_us_per_payment"]
-        for one, two in zip(rounds[1], rounds[2], strict=True)
-    ]
     result["rounds"] = len(ratios)
     result["cpu_per_payment_2_vs_1_each_round"] = [round(x, 2) for x in ratios]
-    s.pin_all([], *split)
-    result["cpu_per_payment_2_vs_1"] = round(math.prod(ratios) ** (1 / len(ratios)), 2)
+    result["cpu_per_payment_2_vs_1"] = round(_geometric_mean(ratios), 2)
     report.bar_chart(
         {
             f"{w} worker{'s' if w > 1 else ''} on 1 core": result[f"workers_{w}"][
