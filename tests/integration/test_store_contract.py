@@ -44,6 +44,7 @@ from router.store.protocol import (
 )
 from router.store.redis.client import client_from_url
 from router.store.redis.store import RedisStore
+from tests.helpers import eventually
 from tests.procs.redis import RedisCluster, RedisProcess
 
 LEASE = 60_000
@@ -163,10 +164,20 @@ async def test_a_completed_record_replays_its_response_and_completes_once(store:
     assert replay.response == RESPONSE
 
 
+async def _claim_once_expired(store: Store, owner: str) -> object:
+    """Claim as ``owner`` as soon as the 1 ms lease before it has run out
+    (a claim refused as Busy changes nothing)."""
+    return await eventually(
+        lambda: store.claim(_claim(owner)),
+        lambda outcome: not isinstance(outcome, Busy),
+        seconds=2,
+        every=0.002,
+    )
+
+
 async def test_an_expired_lease_is_taken_over_with_its_records(store: Store) -> None:
     await store.claim(_claim("dead", lease=1))
-    await asyncio.sleep(0.05)
-    claim = await store.claim(_claim("owner-2"))
+    claim = await _claim_once_expired(store, "owner-2")
     assert isinstance(claim, Claimed)
     assert (claim.taken_over, claim.fresh, claim.created) == (True, False, False)
     assert claim.resource_id == PID
@@ -177,8 +188,7 @@ async def test_an_expired_lease_is_taken_over_with_its_records(store: Store) -> 
 
 async def test_after_a_takeover_the_old_owner_can_write_nothing(store: Store) -> None:
     await store.claim(_claim("dead", lease=1))
-    await asyncio.sleep(0.05)
-    await store.claim(_claim("owner-2"))
+    assert isinstance(await _claim_once_expired(store, "owner-2"), Claimed)
     newer = _payment(2, PaymentState.AUTHORIZED)
     with pytest.raises(LeaseLost):
         await store.commit(
@@ -310,8 +320,14 @@ async def test_with_no_group_configured_the_outbox_keeps_only_recent_entries(
     await _two_events(store)
     await store.read("webhooks", "c1", 10, 0)  # a stale group, read and never acknowledged
     assert await store.trim([], unread_keep_ms=60_000) == 0
-    await asyncio.sleep(0.005)  # let the clock pass the entries' milliseconds
-    assert await store.trim([], unread_keep_ms=0) == 2
+    trimmed = 0
+
+    async def trim_past_now() -> int:  # an entry goes once the clock passes its millisecond
+        nonlocal trimmed
+        trimmed += await store.trim([], unread_keep_ms=0)
+        return trimmed
+
+    assert await eventually(trim_past_now, lambda n: n >= 2, seconds=2, every=0.001) == 2
     assert await store.read("a-new-group", "c1", 10, 0) == []
 
 
