@@ -292,8 +292,9 @@ async def test_change_events_come_out_of_the_outbox_in_order_until_acknowledged(
     assert await store.read("webhooks", "c1", 10, 0) != []  # each group reads everything
     await store.ack("ledger", entries[:1])
     assert await store.backlog("ledger") == 1
-    await asyncio.sleep(0.02)
-    stale = await store.claim_stale("ledger", "c2", 10, 10)
+    stale = await eventually(  # once the unacknowledged entry has been idle 10 ms
+        lambda: store.claim_stale("ledger", "c2", 10, 10), bool, seconds=2, every=0.005
+    )
     assert [e.event.version for e in stale] == [2]
 
 
