@@ -34,21 +34,6 @@ ADMIN_KEY = "benchmark-admin-key-0123"
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 
 
-def process_cpu_seconds(popen: subprocess.Popen[bytes] | None) -> float:
-    """User and system CPU time of a running process and its children (0: not running)."""
-    if popen is None or popen.poll() is not None:
-        return 0.0
-    try:
-        proc = psutil.Process(popen.pid)
-        total: float = sum(proc.cpu_times()[:2])
-        for child in proc.children(recursive=True):
-            with contextlib.suppress(psutil.Error):
-                total += sum(child.cpu_times()[:2])
-        return total
-    except psutil.Error:
-        return 0.0
-
-
 @dataclass(frozen=True)
 class RedisUsage:
     cpu_s: float
@@ -86,7 +71,17 @@ class Proc:
         return self
 
     def cpu_seconds(self) -> float:
-        return process_cpu_seconds(self.popen)
+        if self.popen is None or self.popen.poll() is not None:
+            return 0.0
+        try:
+            proc = psutil.Process(self.popen.pid)
+            total: float = sum(proc.cpu_times()[:2])
+            for child in proc.children(recursive=True):
+                with contextlib.suppress(psutil.Error):
+                    total += sum(child.cpu_times()[:2])
+            return total
+        except psutil.Error:
+            return 0.0
 
     def kill(self) -> None:
         """SIGKILL the process and its children: no shutdown, no goodbye."""
