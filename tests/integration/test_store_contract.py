@@ -66,7 +66,7 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
         "cluster": lambda: request.getfixturevalue("redis_cluster").url,
         "sentinel": lambda: request.getfixturevalue("redis_sentinel").url,
     }[request.param]()
-    redis_store = RedisStore(client_from_url(url), ttl_ms=3_600_000)
+    redis_store = RedisStore.from_url(url, ttl_ms=3_600_000)  # as serve builds it
     if request.param == "cluster":
         await redis_store.client.flushall()
     yield redis_store

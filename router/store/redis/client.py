@@ -106,7 +106,12 @@ class ScriptRunner:
     ``wait_for`` (a task per command on Python 3.11) and each read with a
     timeout of its own.  Through ``untimed`` one deadline bounds the whole
     step instead (retries included), at a tenth of the cost.  Cancelling a
-    command makes redis-py drop its connection, so no reply is misread."""
+    command makes redis-py drop its connection, so no reply is misread.
+
+    ``alone``: what runs a script that is not followed by ``WAIT`` (the
+    payment path without replicas), when given: a
+    :class:`~router.store.redis.multiplexed.MultiplexedClient`, a quarter of
+    redis-py's cost per command; the same one deadline bounds it."""
 
     def __init__(
         self,
@@ -117,6 +122,7 @@ class ScriptRunner:
         password: str | None = None,
         *,
         untimed: Any = None,
+        alone: Any = None,
     ) -> None:
         self.client = client
         self.replicas = replicas
@@ -125,6 +131,7 @@ class ScriptRunner:
         self._cluster = isinstance(client, RedisCluster)
         self._untimed = None if self._cluster else untimed
         self._scripts = self._untimed if self._untimed is not None else client
+        self._alone = self._scripts if alone is None or self._cluster else alone
         self._node_clients: dict[str, Any] = {}
         self._node_options = _client_options(op_timeout_s, password)
 
@@ -173,7 +180,7 @@ class ScriptRunner:
 
     def _deadline(self, wait: bool) -> contextlib.AbstractAsyncContextManager[object]:
         """The whole step's bound when the client has none per socket operation."""
-        if self._untimed is None:
+        if (self._scripts if wait else self._alone) is self.client:  # timed per socket
             return contextlib.nullcontext()
         return asyncio.timeout(self.op_timeout_s + (self.wait_timeout_ms / 1000 if wait else 0))
 
@@ -184,18 +191,19 @@ class ScriptRunner:
         (on Cluster, redis-py's script object routes it by key)."""
         if self._cluster:
             return await script(keys=list(keys), args=list(args))
+        alone = self._alone
         try:
-            return await self._scripts.evalsha(script.sha, len(keys), *keys, *args)
+            return await alone.evalsha(script.sha, len(keys), *keys, *args)
         except rexc.NoScriptError:  # nothing ran: load it and send it again
-            await self._scripts.script_load(script.script)
-            return await self._scripts.evalsha(script.sha, len(keys), *keys, *args)
+            await alone.script_load(script.script)
+            return await alone.evalsha(script.sha, len(keys), *keys, *args)
 
     async def close(self) -> None:
         for node_client in self._node_clients.values():
             with contextlib.suppress(Exception):
                 await node_client.aclose()
-        if self._untimed is not None:
+        for own in {self._scripts, self._alone} - {self.client}:
             with contextlib.suppress(Exception):
-                await self._untimed.aclose()
+                await own.aclose()
         with contextlib.suppress(Exception):
             await self.client.aclose()

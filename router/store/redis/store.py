@@ -35,6 +35,7 @@ from router.store.protocol import (
 )
 from router.store.redis import scripts
 from router.store.redis.client import ScriptRunner, client_from_url, redis_boundary
+from router.store.redis.multiplexed import MultiplexedClient
 from router.store.redis.outbox import RedisOutbox
 
 
@@ -54,13 +55,21 @@ class RedisStore(RedisOutbox):
         op_timeout_s: float = 1.0,
         password: str | None = None,
         script_client: Any = None,
+        alone_client: Any = None,
     ) -> None:
-        """``script_client``: see :class:`ScriptRunner` (``untimed``)."""
+        """``script_client``, ``alone_client``: see :class:`ScriptRunner`
+        (``untimed``, ``alone``)."""
         self.client = client
         self.ttl_ms = ttl_ms
         self.record_ttl_ms = record_ttl_ms
         self.runner = ScriptRunner(
-            client, replicas, wait_timeout_ms, op_timeout_s, password, untimed=script_client
+            client,
+            replicas,
+            wait_timeout_ms,
+            op_timeout_s,
+            password,
+            untimed=script_client,
+            alone=alone_client,
         )
         self._claim = self.runner.register(scripts.CLAIM)
         self._commit = self.runner.register(scripts.COMMIT)
@@ -90,6 +99,13 @@ class RedisStore(RedisOutbox):
             if isinstance(client, RedisCluster)
             else client_from_url(url, op_timeout_s, password, timed=False)
         )
+        alone = (
+            MultiplexedClient.from_url(
+                url, password, connect_timeout_s=op_timeout_s, stall_s=op_timeout_s
+            )
+            if url.startswith("redis://")
+            else None
+        )
         return cls(
             client,
             ttl_ms,
@@ -99,6 +115,7 @@ class RedisStore(RedisOutbox):
             op_timeout_s=op_timeout_s,
             password=password,
             script_client=untimed,
+            alone_client=alone,
         )
 
     # ------------------------------------------------------------------- claims
