@@ -212,6 +212,18 @@ async def per_core(s: Stack, spec: dict[str, Any], out: Path) -> dict[str, Any]:
         "router": (router, Target([_url(router)], headers=AUTH)),
     }
     rounds, ratios = await _alternating_rounds(s, sides, spec)
+    # the same bare proxy on the router's own pipelined Redis connection: how
+    # much of the ratio is the client rather than what the router does
+    multiplexed = s.start_baseline("multiplexed")
+    same_client, same_client_ratios = await _alternating_rounds(
+        s,
+        {
+            "baseline_multiplexed": (multiplexed, Target([_url(multiplexed)])),
+            "router": sides["router"],
+        },
+        spec,
+    )
+    s.stop(multiplexed)
     latency = {}
     for name, (proc, target) in sides.items():
         s.pin_all([proc], *split)
@@ -235,6 +247,7 @@ async def per_core(s: Stack, spec: dict[str, Any], out: Path) -> dict[str, Any]:
     s.stop(baseline)
     direct_ms = report.latency_summary(direct)
     runs = {name: {**_medians(rounds[name]), "latency_ms": latency[name]} for name in sides}
+    runs["baseline_multiplexed"] = _medians(same_client["baseline_multiplexed"])
     r = runs["router"]
     result = {
         "pinned": {"measured": sorted(split[0]), "the_rest": sorted(split[1])},
@@ -246,6 +259,10 @@ async def per_core(s: Stack, spec: dict[str, Any], out: Path) -> dict[str, Any]:
         "direct": {"latency_ms": direct_ms},
         "cpu_ratio_router_to_baseline": round(_geometric_mean(ratios), 2),
         "cpu_ratio_each_round": [round(x, 2) for x in ratios],
+        "cpu_ratio_router_to_baseline_multiplexed": round(_geometric_mean(same_client_ratios), 2),
+        "cpu_ratio_router_to_baseline_multiplexed_each_round": [
+            round(x, 2) for x in same_client_ratios
+        ],
         "added_p50_ms": round(r["latency_ms"]["p50"] - direct_ms["p50"], 2),
         "added_p99_ms": round(r["latency_ms"]["p99"] - direct_ms["p99"], 2),
         # what the bare proxy's own hop adds: the floor under the router's figures

@@ -325,12 +325,12 @@ class Stack:
         self.procs.append(proc)
         return proc
 
-    def start_baseline(self) -> Proc:
+    def start_baseline(self, client: str = "redis-py") -> Proc:
         assert self.redis is not None
         upstream = next(iter(self.sandboxes.values()))
         port = free_port()
         proc = Proc(
-            "baseline",
+            f"baseline-{client}",
             self._py(
                 "-m",
                 "benchmarks.baseline",
@@ -340,9 +340,11 @@ class Stack:
                 f"redis://127.0.0.1:{self.redis.port}/1",
                 "--upstream",
                 f"http://127.0.0.1:{upstream.port}",
+                "--client",
+                client,
             ),
             port,
-            self.workdir / "baseline.log",
+            self.workdir / f"baseline-{client}.log",
         ).start()
         self.procs.append(proc)
         return proc
