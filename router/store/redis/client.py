@@ -34,6 +34,11 @@ from redis.backoff import ExponentialBackoff
 from redis.commands.core import AsyncScript
 
 from router.store.protocol import NotDurable, StoreUnavailable
+from router.store.redis.multiplexed import MultiplexedClient
+
+
+def unavailable(exc: rexc.RedisError | OSError) -> StoreUnavailable:
+    return StoreUnavailable(f"redis: {type(exc).__name__}: {exc}"[:300])
 
 
 @contextlib.asynccontextmanager
@@ -41,7 +46,7 @@ async def redis_boundary() -> AsyncIterator[None]:
     try:
         yield
     except (rexc.RedisError, OSError) as exc:
-        raise StoreUnavailable(f"redis: {type(exc).__name__}: {exc}"[:300]) from exc
+        raise unavailable(exc) from exc
 
 
 def _client_options(
@@ -111,7 +116,7 @@ class ScriptRunner:
     ``alone``: what runs a script that is not followed by ``WAIT`` (the
     payment path without replicas), when given: a
     :class:`~router.store.redis.multiplexed.MultiplexedClient`, a quarter of
-    redis-py's cost per command; the same one deadline bounds it."""
+    redis-py's cost per command, which bounds each command itself."""
 
     def __init__(
         self,
@@ -132,6 +137,8 @@ class ScriptRunner:
         self._untimed = None if self._cluster else untimed
         self._scripts = self._untimed if self._untimed is not None else client
         self._alone = self._scripts if alone is None or self._cluster else alone
+        #: bounds each command itself: no deadline around it
+        self._alone_bounded = isinstance(self._alone, MultiplexedClient)
         self._node_clients: dict[str, Any] = {}
         self._node_options = _client_options(op_timeout_s, password)
 
@@ -153,6 +160,11 @@ class ScriptRunner:
         self, script: AsyncScript, keys: Sequence[str], args: Sequence[Any], *, durable: bool
     ) -> Any:
         wait = durable and self.replicas > 0
+        if not wait and self._alone_bounded:  # the payment path: no wrapper it does not need
+            try:
+                return await self._run_alone(script, keys, args)
+            except (rexc.RedisError, OSError) as exc:
+                raise unavailable(exc) from exc
         async with redis_boundary(), self._deadline(wait):
             if not wait:
                 return await self._run_alone(script, keys, args)

@@ -21,11 +21,13 @@ What callers can rely on:
 - A command whose connection is lost while it waits is never sent again:
   whether it ran is unknown, and the caller's answer (503, retry with the
   same key) is the one the journal is built for.
-- A caller that gives up (its deadline cancels it) leaves its reply to be
-  read and dropped in its turn, so no reply is ever handed to the wrong
-  caller.  If nothing has been read for ``stall_s`` while commands wait,
-  the connection is presumed dead (a peer gone without a reset) and
-  dropped, failing what waits on it, so the next command reconnects.
+- Every command is bounded: when the oldest command on a connection has
+  waited ``timeout_s`` without its reply, the connection is dropped and
+  what waits on it fails with :class:`~redis.exceptions.TimeoutError`
+  (replies come in order: nothing behind it can have been answered); the
+  next command reconnects.  One timer per connection, not one per command.
+- A caller that gives up (cancelled) leaves its reply to be read and
+  dropped in its turn, so no reply is ever handed to the wrong caller.
 
 Not for ``WAIT``: it blocks the connection it is sent on, which here would
 hold every other payment's script behind one replica acknowledgement; the
@@ -36,7 +38,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import time
 from collections.abc import Callable
 from typing import Any, cast
 from urllib.parse import unquote, urlsplit
@@ -48,6 +49,10 @@ import redis.exceptions as rexc
 _pack = cast(Callable[[tuple[Any, ...]], bytes], hiredis.pack_command)
 
 
+#: a loop's timers may fire up to a millisecond early (uvloop counts whole ms)
+TIMER_SLACK_S = 0.002
+
+
 def _error(reply: hiredis.ReplyError) -> rexc.ResponseError:
     message = str(reply)
     if message.startswith("NOSCRIPT"):
@@ -56,15 +61,21 @@ def _error(reply: hiredis.ReplyError) -> rexc.ResponseError:
 
 
 class _Connection(asyncio.Protocol):
-    """One socket: commands out in order, replies matched in order."""
+    """One socket: commands out in order, replies matched in order, and a
+    watchdog that drops the socket when its oldest command has waited
+    ``timeout_s`` (replies come in order, so nothing behind it can have
+    been answered either)."""
 
-    def __init__(self) -> None:
+    def __init__(self, timeout_s: float) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._timeout_s = timeout_s
         self._reader = hiredis.Reader(encoding="utf-8")
         #: (the caller's future, when its command was queued), oldest first
         self._waiting: collections.deque[tuple[asyncio.Future[Any], float]] = collections.deque()
         self._out: list[bytes] = []
         self._transport: asyncio.Transport | None = None
-        self._last_read = time.monotonic()
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._failure: rexc.RedisError | None = None
         self.lost = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -72,7 +83,6 @@ class _Connection(asyncio.Protocol):
         self._transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
-        self._last_read = time.monotonic()
         reader = self._reader
         try:
             reader.feed(data)
@@ -81,11 +91,16 @@ class _Connection(asyncio.Protocol):
                 if not future.done():  # a caller that gave up: its reply is dropped here
                     future.set_result(reply)
         except (hiredis.ProtocolError, IndexError) as exc:  # garbage, or a reply nobody asked for
-            self.abort(f"unreadable reply stream: {exc!r}")
+            self.abort(rexc.ConnectionError(f"unreadable reply stream: {exc!r}"))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
-        error = rexc.ConnectionError(f"redis connection lost: {exc!r}" if exc else "closed")
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+        error = self._failure or rexc.ConnectionError(
+            f"redis connection lost: {exc!r}" if exc else "redis connection closed"
+        )
         while self._waiting:
             future, _ = self._waiting.popleft()
             if not future.done():
@@ -94,11 +109,14 @@ class _Connection(asyncio.Protocol):
     def send(self, packed: bytes) -> asyncio.Future[Any]:
         if self.lost or self._transport is None:
             raise rexc.ConnectionError("redis connection lost")
-        future = asyncio.get_running_loop().create_future()
-        self._waiting.append((future, time.monotonic()))
+        now = self._loop.time()
+        future = self._loop.create_future()
+        self._waiting.append((future, now))
         if not self._out:  # the first command of this turn: flush when the turn ends
-            asyncio.get_running_loop().call_soon(self._flush)
+            self._loop.call_soon(self._flush)
         self._out.append(packed)
+        if self._watchdog is None:
+            self._watchdog = self._loop.call_at(now + self._timeout_s, self._watch)
         return future
 
     def _flush(self) -> None:
@@ -106,19 +124,23 @@ class _Connection(asyncio.Protocol):
         if self._transport is not None and not self.lost:
             self._transport.write(b"".join(out))
 
-    def stalled(self, stall_s: float) -> bool:
-        """Commands wait and nothing has been read for ``stall_s``."""
+    def _watch(self) -> None:
+        self._watchdog = None
         if not self._waiting:
-            return False
-        now = time.monotonic()
-        oldest_sent = self._waiting[0][1]
-        return now - oldest_sent > stall_s and now - self._last_read > stall_s
+            return
+        oldest = self._waiting[0][1]
+        if self._loop.time() - oldest >= self._timeout_s - TIMER_SLACK_S:
+            self.abort(rexc.TimeoutError(f"no reply from redis within {self._timeout_s} s"))
+        else:
+            self._watchdog = self._loop.call_at(oldest + self._timeout_s, self._watch)
 
-    def abort(self, why: str) -> None:
+    def abort(self, failure: rexc.RedisError) -> None:
+        """Fail what waits with ``failure`` and drop the socket."""
+        self._failure, self.lost = failure, True
         if self._transport is not None:
             self._transport.abort()  # connection_lost fails what waits
         else:
-            self.connection_lost(rexc.ConnectionError(why))
+            self.connection_lost(None)
 
 
 class MultiplexedClient:
@@ -135,12 +157,12 @@ class MultiplexedClient:
         username: str | None = None,
         password: str | None = None,
         connect_timeout_s: float = 1.0,
-        stall_s: float = 1.0,
+        timeout_s: float = 1.0,
     ) -> None:
         self.host, self.port, self.db = host, port, db
         self._username, self._password = username, password
         self._connect_timeout_s = connect_timeout_s
-        self._stall_s = stall_s
+        self._timeout_s = timeout_s
         self._connection: _Connection | None = None
         self._connecting: asyncio.Future[_Connection] | None = None
 
@@ -164,13 +186,7 @@ class MultiplexedClient:
         connection = self._connection
         if connection is None or connection.lost:
             connection = await self._connect()
-        future = connection.send(_pack(args))
-        try:
-            reply = await future
-        except asyncio.CancelledError:
-            if connection.stalled(self._stall_s):
-                connection.abort("no reply within the stall bound")
-            raise
+        reply = await connection.send(_pack(args))
         if isinstance(reply, hiredis.ReplyError):
             raise _error(reply)
         return reply
@@ -197,7 +213,9 @@ class MultiplexedClient:
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self._connect_timeout_s):
-                _, connection = await loop.create_connection(_Connection, self.host, self.port)
+                _, connection = await loop.create_connection(
+                    lambda: _Connection(self._timeout_s), self.host, self.port
+                )
                 greeting: list[tuple[str | int, ...]] = []
                 if self._password is not None:
                     auth = ("AUTH", self._username, self._password) if self._username else ()
@@ -207,13 +225,14 @@ class MultiplexedClient:
                 for command in greeting:
                     reply = await connection.send(_pack(command))
                     if isinstance(reply, hiredis.ReplyError):
-                        connection.abort("refused")
-                        raise rexc.AuthenticationError(str(reply))
+                        refused = rexc.AuthenticationError(str(reply))
+                        connection.abort(refused)
+                        raise refused
         except (OSError, TimeoutError) as exc:
             raise rexc.ConnectionError(f"redis {self.host}:{self.port}: {exc!r}") from exc
         return connection
 
     async def aclose(self) -> None:
         if self._connection is not None:
-            self._connection.abort("closed")
+            self._connection.abort(rexc.ConnectionError("redis client closed"))
             self._connection = None

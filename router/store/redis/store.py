@@ -101,7 +101,7 @@ class RedisStore(RedisOutbox):
         )
         alone = (
             MultiplexedClient.from_url(
-                url, password, connect_timeout_s=op_timeout_s, stall_s=op_timeout_s
+                url, password, connect_timeout_s=op_timeout_s, timeout_s=op_timeout_s
             )
             if url.startswith("redis://")
             else None
