@@ -615,7 +615,7 @@ async def ledger_cost(s: Stack, spec: dict[str, Any], out: Path) -> dict[str, An
     other, so drifts of the machine spread over all of them; the report takes
     the median of the rounds.  The router's own CPU per payment is the hot
     path's cost; an external drainer's CPU is reported beside it."""
-    split = cpu_split() if spec.get("pinned") else None  # before anything is pinned
+    split = cpu_split() if spec.get("pinned") else None
     await s.start_postgres()
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in LEDGER_VARIANTS}
     names = list(LEDGER_VARIANTS)

@@ -128,10 +128,14 @@ class Proc:
             self.kill()
 
 
+#: the CPUs this process started with: pinning moves it, the split must not move
+STARTED_ON = frozenset(os.sched_getaffinity(0))
+
+
 def cpu_split() -> tuple[set[int], set[int]] | None:
     """(hot, rest): the last CPU for the process under measurement, the others
     for everything that feeds or serves it; None with a single CPU."""
-    cpus = sorted(os.sched_getaffinity(0))
+    cpus = sorted(STARTED_ON)
     return ({cpus[-1]}, set(cpus[:-1])) if len(cpus) > 1 else None
 
 
