@@ -36,6 +36,9 @@ from redis.commands.core import AsyncScript
 from router.store.protocol import NotDurable, StoreUnavailable
 from router.store.redis.multiplexed import MultiplexedClient
 
+#: what Redis or the way to it can raise: each becomes StoreUnavailable
+REDIS_ERRORS = (rexc.RedisError, OSError)
+
 
 def unavailable(exc: rexc.RedisError | OSError) -> StoreUnavailable:
     return StoreUnavailable(f"redis: {type(exc).__name__}: {exc}"[:300])
@@ -45,7 +48,7 @@ def unavailable(exc: rexc.RedisError | OSError) -> StoreUnavailable:
 async def redis_boundary() -> AsyncIterator[None]:
     try:
         yield
-    except (rexc.RedisError, OSError) as exc:
+    except REDIS_ERRORS as exc:
         raise unavailable(exc) from exc
 
 
@@ -163,7 +166,7 @@ class ScriptRunner:
         if not wait and self._alone_bounded:  # the payment path: no wrapper it does not need
             try:
                 return await self._run_alone(script, keys, args)
-            except (rexc.RedisError, OSError) as exc:
+            except REDIS_ERRORS as exc:
                 raise unavailable(exc) from exc
         async with redis_boundary(), self._deadline(wait):
             if not wait:

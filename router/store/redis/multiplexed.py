@@ -217,9 +217,10 @@ class MultiplexedClient:
                     lambda: _Connection(self._timeout_s), self.host, self.port
                 )
                 greeting: list[tuple[str | int, ...]] = []
-                if self._password is not None:
-                    auth = ("AUTH", self._username, self._password) if self._username else ()
-                    greeting.append(auth or ("AUTH", self._password))
+                if self._username and self._password is not None:
+                    greeting.append(("AUTH", self._username, self._password))
+                elif self._password is not None:
+                    greeting.append(("AUTH", self._password))
                 if self.db:
                     greeting.append(("SELECT", self.db))
                 for command in greeting:
