@@ -9,7 +9,7 @@ for a capture that succeeded.
 from __future__ import annotations
 
 from router.payments.context import ApiResult
-from router.payments.models import PaymentView, RefundView
+from router.payments.models import payment_body, refund_body
 from router.payments.records import OperationRecord, PaymentRecord, RefundRecord
 from router.payments.states import OperationState, PaymentState
 from router.problems import PROBLEM_CONTENT_TYPE, Problem
@@ -20,7 +20,7 @@ S, OS = PaymentState, OperationState
 def payment_view(payment: PaymentRecord, status: int, *, final: bool) -> ApiResult:
     return ApiResult(
         status,
-        PaymentView.of(payment).model_dump(mode="json"),
+        payment_body(payment),
         {"Location": f"/v1/payments/{payment.id}"},
         final=final,
     )
@@ -133,7 +133,7 @@ def refund_answer(refund: RefundRecord) -> ApiResult:
         )
     return ApiResult(
         202 if refund.unresolved else 201,
-        RefundView.of(refund).model_dump(mode="json"),
+        refund_body(refund),
         {"Location": f"/v1/refunds/{refund.id}"},
         final=not refund.unresolved,
     )

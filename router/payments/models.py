@@ -235,12 +235,6 @@ class DeclineView(BaseModel):
     raw_code: str = Field(description="the acquirer's own code")
     category: Literal["soft", "hard"]
 
-    @classmethod
-    def of(cls, decline: DeclineInfo | None) -> DeclineView | None:
-        if decline is None:
-            return None
-        return cls(code=decline.code, raw_code=decline.raw, category=decline.category)
-
 
 class PaymentMethodView(BaseModel):
     """What the payment was paid with: never a number, never a whole token."""
@@ -286,43 +280,64 @@ class PaymentView(BaseModel):
 
     @classmethod
     def of(cls, p: PaymentRecord) -> PaymentView:
-        return cls(
-            id=p.id,
-            status=p.state,
-            livemode=p.livemode,
-            amount=p.amount,
-            amount_decimal=money.to_decimal(p.amount, p.currency),
-            currency=p.currency,
-            capture=p.capture,
-            payment_method=PaymentMethodView(
-                type=p.method.type, hint=p.method.hint, acquirers=p.method.acquirers
-            ),
-            captured_amount=p.captured_amount,
-            refunded_amount=p.refunded_amount,
-            acquirer=p.acquirer,
-            acquirer_reference=p.acquirer_reference,
-            decline_code=p.decline.code if p.decline else None,
-            decline=DeclineView.of(p.decline),
-            failure_reason=p.failure_reason,
-            pending_operation=_pending(p),
-            next_action=NextAction.model_validate(p.next_action) if p.next_action else None,
-            network_transaction_id=p.network_transaction_id,
-            attempts=[
-                AttemptView(
-                    acquirer=a.acquirer,
-                    operation=a.operation,
-                    outcome=a.outcome,
-                    reason=a.reason,
-                    decline=DeclineView.of(a.decline),
-                )
-                for a in p.attempts
-            ],
-            merchant_reference=p.merchant_reference,
-            metadata=p.metadata,
-            refunds=p.refund_ids,
-            created_at=iso_ms(p.created_ms),
-            updated_at=iso_ms(p.updated_ms),
-        )
+        return cls.model_validate(payment_body(p))
+
+
+def payment_body(p: PaymentRecord) -> dict[str, Any]:
+    """The :class:`PaymentView` of a record as JSON-ready data, built directly:
+    every answer carries one, and building the model only to dump it again
+    cost five times as much.  The view stays the schema (OpenAPI, reads);
+    tests hold this function to it field for field."""
+    decline = p.decline
+    return {
+        "id": p.id,
+        "status": p.state.value,
+        "livemode": p.livemode,
+        "amount": p.amount,
+        "amount_decimal": money.to_decimal(p.amount, p.currency),
+        "currency": p.currency,
+        "capture": p.capture,
+        "payment_method": {
+            "type": p.method.type,
+            "hint": p.method.hint,
+            "acquirers": list(p.method.acquirers),
+        },
+        "captured_amount": p.captured_amount,
+        "refunded_amount": p.refunded_amount,
+        "acquirer": p.acquirer,
+        "acquirer_reference": p.acquirer_reference,
+        "decline_code": decline.code.value if decline else None,
+        "decline": _decline_body(decline),
+        "failure_reason": p.failure_reason,
+        "pending_operation": _pending(p),
+        "next_action": (
+            NextAction.model_validate(p.next_action).model_dump(mode="json")
+            if p.next_action
+            else None
+        ),
+        "network_transaction_id": p.network_transaction_id,
+        "attempts": [
+            {
+                "acquirer": a.acquirer,
+                "operation": a.operation.value,
+                "outcome": a.outcome.value if a.outcome is not None else None,
+                "reason": a.reason,
+                "decline": _decline_body(a.decline),
+            }
+            for a in p.attempts
+        ],
+        "merchant_reference": p.merchant_reference,
+        "metadata": dict(p.metadata),
+        "refunds": list(p.refund_ids),
+        "created_at": iso_ms(p.created_ms),
+        "updated_at": iso_ms(p.updated_ms),
+    }
+
+
+def _decline_body(decline: DeclineInfo | None) -> dict[str, str] | None:
+    if decline is None:
+        return None
+    return {"code": decline.code.value, "raw_code": decline.raw, "category": decline.category.value}
 
 
 def _pending(payment: PaymentRecord) -> str | None:
@@ -346,20 +361,25 @@ class RefundView(BaseModel):
 
     @classmethod
     def of(cls, r: RefundRecord) -> RefundView:
-        return cls(
-            id=r.id,
-            payment_id=r.payment_id,
-            status=r.state,
-            amount=r.amount,
-            currency=r.currency,
-            acquirer=r.acquirer,
-            acquirer_reference=r.acquirer_reference,
-            decline_code=r.decline.code if r.decline else None,
-            reason=r.reason,
-            merchant_reference=r.merchant_reference,
-            created_at=iso_ms(r.created_ms),
-            updated_at=iso_ms(r.updated_ms),
-        )
+        return cls.model_validate(refund_body(r))
+
+
+def refund_body(r: RefundRecord) -> dict[str, Any]:
+    """The :class:`RefundView` of a record as JSON-ready data (see :func:`payment_body`)."""
+    return {
+        "id": r.id,
+        "payment_id": r.payment_id,
+        "status": r.state.value,
+        "amount": r.amount,
+        "currency": r.currency,
+        "acquirer": r.acquirer,
+        "acquirer_reference": r.acquirer_reference,
+        "decline_code": r.decline.code.value if r.decline else None,
+        "reason": r.reason,
+        "merchant_reference": r.merchant_reference,
+        "created_at": iso_ms(r.created_ms),
+        "updated_at": iso_ms(r.updated_ms),
+    }
 
 
 class ProblemView(BaseModel):

@@ -31,7 +31,7 @@ import orjson
 
 from adapters.signing import sign_timestamped
 from router.config import WebhooksConfig
-from router.payments.models import PaymentView, RefundView
+from router.payments.models import payment_body, refund_body
 from router.payments.records import PaymentRecord, RefundRecord, now_ms
 from router.runtime import Runtime
 from router.store.keys import DocKind
@@ -64,11 +64,9 @@ def deliveries_for(config: WebhooksConfig, entry: OutboxEntry) -> list[Delivery]
         return []
     data: dict[str, Any]
     if event.kind is DocKind.PAYMENT:
-        data = PaymentView.of(PaymentRecord.model_validate_json(entry.record)).model_dump(
-            mode="json"
-        )
+        data = payment_body(PaymentRecord.model_validate_json(entry.record))
     else:
-        data = RefundView.of(RefundRecord.model_validate_json(entry.record)).model_dump(mode="json")
+        data = refund_body(RefundRecord.model_validate_json(entry.record))
     ident = event_id(kind, event.record_id, event.version)
     body = orjson.dumps(
         {"id": ident, "type": kind, "created": event.at_ms // 1000, "data": data}

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from router.payments import money
@@ -68,3 +72,15 @@ def test_capture_and_refund_amounts_are_optional_but_positive() -> None:
         CapturePayment.model_validate({"amount": 0})
     with pytest.raises(ValidationError):
         CreateRefund.model_validate({"amount": 5, "extra": True})
+
+
+@given(
+    amount=st.integers(min_value=-money.MAX_AMOUNT, max_value=money.MAX_AMOUNT),
+    currency=st.sampled_from(sorted(money.EXPONENTS)),
+)
+def test_the_decimal_shown_is_exactly_the_amount_scaled_by_the_exponent(
+    amount: int, currency: str
+) -> None:
+    exp = money.exponent(currency)
+    expected = Decimal(amount).scaleb(-exp).quantize(Decimal(1).scaleb(-exp))
+    assert money.to_decimal(amount, currency) == str(expected)
