@@ -9,7 +9,10 @@ the response and sent on to acquirers.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import contextvars
+import functools
 import logging
 import os
 import re
@@ -86,11 +89,17 @@ def _redacted(value: Any) -> Any:
     return redact(value if isinstance(value, str) else str(value))
 
 
+@functools.lru_cache(maxsize=64)
+def _utc_second(seconds: int) -> str:
+    """Every line has a timestamp, and most lines share their second with
+    the one before: formatted once per second, not per line."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
+            "ts": f"{_utc_second(int(record.created))}.{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": redact(record.getMessage()),
@@ -104,6 +113,46 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             entry["error"] = redact(self.formatException(record.exc_info))
         return orjson.dumps(entry).decode()
+
+
+class TurnHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes the lines of one event-loop turn together, at the turn's end.
+
+    A line written on its own is a system call per record, and under load
+    that showed in the profile as much as formatting the line.  A record
+    emitted where no loop runs (start-up, shutdown, another thread) is
+    written at once; ``flush`` (logging's shutdown calls it) writes what is
+    pending.  A crash loses at most the lines of the turn it interrupts."""
+
+    def __init__(self, stream: Any = None) -> None:
+        super().__init__(stream)
+        self._pending: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record)
+        except Exception:
+            self.handleError(record)
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._write([line])
+            return
+        if not self._pending:
+            loop.call_soon(self.flush)
+        self._pending.append(line)
+
+    def flush(self) -> None:
+        with self.lock if self.lock is not None else contextlib.nullcontext():
+            lines, self._pending = self._pending, []
+            if lines:
+                self._write(lines)
+
+    def _write(self, lines: list[str]) -> None:
+        with contextlib.suppress(OSError, ValueError):  # a closed stream: nowhere left to say so
+            self.stream.write("\n".join(lines) + "\n")
+            self.stream.flush()
 
 
 _base_factory = logging.getLogRecordFactory()
@@ -122,7 +171,8 @@ def stamp_request_ids() -> None:
 
 
 def configure(level: int = logging.INFO) -> None:
-    """One JSON line per record on stderr.  The line names no source file,
+    """One JSON line per record on stderr, written a loop turn at a time
+    (:class:`TurnHandler`).  The line names no source file,
     thread or process, so records do not collect them: the logging HOWTO's
     "Optimization" switches (finding the caller walks the stack on every
     record: measured, about a twelfth of a line's cost)."""
@@ -130,7 +180,7 @@ def configure(level: int = logging.INFO) -> None:
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
-    handler = logging.StreamHandler(sys.stderr)
+    handler = TurnHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import io
 import logging
 
 import orjson
@@ -10,6 +12,7 @@ from hypothesis import strategies as st
 
 from router.telemetry.logs import (
     JsonFormatter,
+    TurnHandler,
     new_request_id,
     redact,
     redact_all,
@@ -93,3 +96,50 @@ _NEAR_MISSES = st.lists(
 @settings(max_examples=400)
 def test_the_quick_scan_never_passes_a_text_that_redaction_would_change(text: str) -> None:
     assert redact(text) == redact_all(text)
+
+
+class _CountingStream(io.StringIO):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def write(self, text: str) -> int:
+        self.writes += 1
+        return super().write(text)
+
+
+def _record(message: str) -> logging.LogRecord:
+    return logging.LogRecord("payrouter.test", logging.INFO, "", 0, message, None, None)
+
+
+def _handler() -> tuple[TurnHandler, _CountingStream]:
+    stream = _CountingStream()
+    handler = TurnHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    return handler, stream
+
+
+async def test_the_lines_of_one_loop_turn_are_written_in_one_write_at_its_end() -> None:
+    handler, stream = _handler()
+    for n in range(3):
+        handler.handle(_record(f"line {n}"))
+    assert stream.getvalue() == ""  # nothing yet: the turn is still running
+    await asyncio.sleep(0)  # the turn ends
+    lines = stream.getvalue().splitlines()
+    assert [orjson.loads(line)["msg"] for line in lines] == ["line 0", "line 1", "line 2"]
+    assert stream.writes == 1
+
+
+def test_a_line_logged_where_no_loop_runs_is_written_at_once() -> None:
+    handler, stream = _handler()
+    handler.handle(_record("starting"))
+    assert orjson.loads(stream.getvalue())["msg"] == "starting"
+
+
+async def test_flush_writes_what_is_pending_so_shutdown_loses_nothing() -> None:
+    handler, stream = _handler()
+    handler.handle(_record("last words"))
+    handler.flush()  # what logging.shutdown does at exit
+    assert orjson.loads(stream.getvalue())["msg"] == "last words"
+    await asyncio.sleep(0)  # the turn's own flush finds nothing more to write
+    assert stream.writes == 1
