@@ -3,9 +3,8 @@ and the TLS every adapter speaks."""
 
 from __future__ import annotations
 
-import contextlib
 import ssl
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,24 +29,37 @@ _TRANSPORT: tuple[tuple[type[BaseException], type[AcquirerError], str], ...] = (
 )
 
 
-@contextlib.asynccontextmanager
-async def transport_boundary(acquirer: str) -> AsyncIterator[None]:
+class transport_boundary:  # lower case: it reads as the function it replaced
     """Translate aiohttp/asyncio failures into the taxonomy.
 
     The line that matters is *connection established*: anything that fails
     before a connection exists cannot have reached the acquirer; anything
     after it might have.  An overall timeout cannot tell which side of that
     line it fired on, so it is an ``OutcomeUnknown``.
+
+    A class rather than a generator-based context manager: every acquirer
+    call enters it, and the generator machinery cost more than the call's
+    own bookkeeping.
     """
-    try:
-        yield
-    except AcquirerError:
-        raise
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        for foreign, ours, reason in _TRANSPORT:
-            if isinstance(exc, foreign):
-                raise ours(acquirer, reason, str(exc)) from exc
-        raise  # pragma: no cover - every ClientError is listed above
+
+    __slots__ = ("_acquirer",)
+
+    def __init__(self, acquirer: str) -> None:
+        self._acquirer = acquirer
+
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, _tb: Any
+    ) -> bool:
+        if exc is None or isinstance(exc, AcquirerError):
+            return False
+        if isinstance(exc, aiohttp.ClientError | TimeoutError):
+            for foreign, ours, reason in _TRANSPORT:
+                if isinstance(exc, foreign):
+                    raise ours(self._acquirer, reason, str(exc)) from exc
+        return False
 
 
 @dataclass(frozen=True, slots=True)

@@ -108,7 +108,8 @@ async def settle(
 
 
 def stored(result: ApiResult) -> StoredResponse:
-    return StoredResponse(
+    # constructed, not validated: every field is ours and already of its type
+    return StoredResponse.model_construct(
         status=result.status,
         body=orjson.dumps(result.body).decode(),
         headers={**result.headers, "Content-Type": result.content_type},
