@@ -52,14 +52,13 @@ class transport_boundary:  # lower case: it reads as the function it replaced
 
     async def __aexit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, _tb: Any
-    ) -> bool:
+    ) -> None:  # never swallows: a failure leaves as ours, or as it came
         if exc is None or isinstance(exc, AcquirerError):
-            return False
+            return
         if isinstance(exc, aiohttp.ClientError | TimeoutError):
             for foreign, ours, reason in _TRANSPORT:
                 if isinstance(exc, foreign):
                     raise ours(self._acquirer, reason, str(exc)) from exc
-        return False
 
 
 @dataclass(frozen=True, slots=True)
