@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -40,16 +40,30 @@ from router.store.redis.multiplexed import MultiplexedClient
 REDIS_ERRORS = (rexc.RedisError, OSError)
 
 
+#: a reusable no-op: most steps need no deadline of their own
+_UNBOUNDED: contextlib.AbstractAsyncContextManager[object] = contextlib.nullcontext()
+
+
 def unavailable(exc: rexc.RedisError | OSError) -> StoreUnavailable:
     return StoreUnavailable(f"redis: {type(exc).__name__}: {exc}"[:300])
 
 
-@contextlib.asynccontextmanager
-async def redis_boundary() -> AsyncIterator[None]:
-    try:
-        yield
-    except REDIS_ERRORS as exc:
-        raise unavailable(exc) from exc
+class redis_boundary:  # lower case: it reads as the function it replaced
+    """``async with redis_boundary():`` -- a Redis error inside leaves as
+    StoreUnavailable.  A class, not a generator-based context manager: both
+    steps of every payment enter it, and the generator's machinery cost more
+    than the check."""
+
+    __slots__ = ()
+
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, _tb: Any
+    ) -> None:  # never swallows: a failure leaves as StoreUnavailable, or as it came
+        if isinstance(exc, REDIS_ERRORS):
+            raise unavailable(exc) from exc
 
 
 def _client_options(
@@ -163,41 +177,43 @@ class ScriptRunner:
         self, script: AsyncScript, keys: Sequence[str], args: Sequence[Any], *, durable: bool
     ) -> Any:
         wait = durable and self.replicas > 0
-        if not wait and self._alone_bounded:  # the payment path: no wrapper it does not need
-            try:
-                return await self._run_alone(script, keys, args)
-            except REDIS_ERRORS as exc:
-                raise unavailable(exc) from exc
         async with redis_boundary(), self._deadline(wait):
-            if not wait:
-                return await self._run_alone(script, keys, args)
-            client = self._connection_for(keys[0])
-            for _ in range(2):
-                pipe = client.pipeline(transaction=False)
-                pipe.evalsha(script.sha, len(keys), *keys, *args)
-                if wait:
-                    pipe.wait(self.replicas, self.wait_timeout_ms)
-                replies = await pipe.execute(raise_on_error=False)
-                if isinstance(replies[0], rexc.NoScriptError):
-                    await client.script_load(script.script)
-                    continue
-                if isinstance(replies[0], Exception):
-                    if isinstance(replies[0], (rexc.MovedError, rexc.AskError)):
-                        self._node_clients.clear()
-                    raise replies[0]
-                if wait and int(replies[1]) < self.replicas:
-                    raise NotDurable(
-                        f"{replies[1]} of {self.replicas} replicas acknowledged within "
-                        f"{self.wait_timeout_ms} ms"
-                    )
-                return replies[0]
-            raise StoreUnavailable("script could not be loaded")
+            if wait:
+                return await self._run_waited(script, keys, args)
+            return await self._run_alone(script, keys, args)
 
     def _deadline(self, wait: bool) -> contextlib.AbstractAsyncContextManager[object]:
-        """The whole step's bound when the client has none per socket operation."""
+        """The whole step's bound when the client has none of its own."""
+        if not wait and self._alone_bounded:  # it bounds each command itself
+            return _UNBOUNDED
         if (self._scripts if wait else self._alone) is self.client:  # timed per socket
-            return contextlib.nullcontext()
+            return _UNBOUNDED
         return asyncio.timeout(self.op_timeout_s + (self.wait_timeout_ms / 1000 if wait else 0))
+
+    async def _run_waited(
+        self, script: AsyncScript, keys: Sequence[str], args: Sequence[Any]
+    ) -> Any:
+        """EVALSHA then WAIT, as one pipeline on one connection to the key's primary."""
+        client = self._connection_for(keys[0])
+        for _ in range(2):
+            pipe = client.pipeline(transaction=False)
+            pipe.evalsha(script.sha, len(keys), *keys, *args)
+            pipe.wait(self.replicas, self.wait_timeout_ms)
+            replies = await pipe.execute(raise_on_error=False)
+            if isinstance(replies[0], rexc.NoScriptError):
+                await client.script_load(script.script)
+                continue
+            if isinstance(replies[0], Exception):
+                if isinstance(replies[0], (rexc.MovedError, rexc.AskError)):
+                    self._node_clients.clear()
+                raise replies[0]
+            if int(replies[1]) < self.replicas:
+                raise NotDurable(
+                    f"{replies[1]} of {self.replicas} replicas acknowledged within "
+                    f"{self.wait_timeout_ms} ms"
+                )
+            return replies[0]
+        raise StoreUnavailable("script could not be loaded")
 
     async def _run_alone(
         self, script: AsyncScript, keys: Sequence[str], args: Sequence[Any]

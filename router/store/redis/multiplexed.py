@@ -16,7 +16,7 @@ What callers can rely on:
   (:class:`~redis.exceptions.NoScriptError`, else
   :class:`~redis.exceptions.ResponseError`), and a lost or refused
   connection raises :class:`~redis.exceptions.ConnectionError`, so the
-  store's one error boundary (:func:`router.store.redis.client.redis_boundary`)
+  store's one error boundary (:class:`router.store.redis.client.redis_boundary`)
   maps them as before.
 - A command whose connection is lost while it waits is never sent again:
   whether it ran is unknown, and the caller's answer (503, retry with the
