@@ -92,7 +92,8 @@ def digit_runs(text: str) -> Iterator[tuple[int, int, str]]:
 
 
 def contains_pan(text: str) -> bool:
-    if LONG_RUN.search(text) is None:
+    # shorter than the shortest card number: most header values, fields and keys
+    if len(text) < MIN_DIGITS or LONG_RUN.search(text) is None:
         return False
     return any(
         len(digits) >= MIN_DIGITS and _windows_luhn_valid(digits)
@@ -122,10 +123,41 @@ def _where(path: Path, key: bool = False) -> str:
     return f"{shown}.<key>" if key and path else ("<key>" if key else shown)
 
 
+def _scalar_text(item: Any) -> str | None:
+    """The text of a JSON scalar as it is searched (an integral float as the
+    integer it is), None for what holds no digits (null, booleans)."""
+    if isinstance(item, bool) or not isinstance(item, str | int | float):
+        return None
+    return str(int(item)) if isinstance(item, float) and item.is_integer() else str(item)
+
+
+def _holds_pan(value: Any) -> bool:
+    """Does any key or scalar of ``value`` hold a card number, exemptions
+    aside?  What :func:`find_pan` searches, less the paths: False here is
+    None there."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            for key, child in item.items():
+                if contains_pan(str(key)):
+                    return True
+                stack.append(child)
+        elif isinstance(item, list):
+            stack.extend(item)
+        else:
+            text = _scalar_text(item)
+            if text is not None and contains_pan(text):
+                return True
+    return False
+
+
 def find_pan(value: Any, allowed: Callable[[Path], bool] = lambda _path: False) -> str | None:
     """Where in parsed JSON (keys, strings and numbers) a card number sits, or
     None.  Walking the parsed value means escapes cannot hide one.
     ``allowed(path)`` exempts a dedicated field (a network token's number)."""
+    if not _holds_pan(value):  # the common case, without building a path per node
+        return None
     stack: list[tuple[Path, Any]] = [((), value)]
     while stack:
         path, item = stack.pop()
@@ -136,8 +168,8 @@ def find_pan(value: Any, allowed: Callable[[Path], bool] = lambda _path: False) 
                 stack.append(((*path, key), child))
         elif isinstance(item, list):
             stack.extend(((*path, index), child) for index, child in enumerate(item))
-        elif isinstance(item, str | int | float) and not isinstance(item, bool):
-            text = str(int(item)) if isinstance(item, float) and item.is_integer() else str(item)
-            if contains_pan(text) and not allowed(path):
+        else:
+            text = _scalar_text(item)
+            if text is not None and contains_pan(text) and not allowed(path):
                 return _where(path)
     return None

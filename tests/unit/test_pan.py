@@ -122,3 +122,51 @@ def test_a_card_number_beside_an_identifier_is_still_found() -> None:
     assert contains_pan(f"{uuid.UUID(int=7)} 4242 4242 4242 4242")
     assert contains_pan("card4242424242424242")  # letters, but no 32-character token
     assert contains_pan("4242424242424242" + "0" * 20)  # all digits: no identifier
+
+
+_CARDISH = st.sampled_from([VISA, "4242 4242 4242 4242", "order-4242424242424242", "12", ""])
+_SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**20), max_value=10**20)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(alphabet="0123456789 -.ab", max_size=24)
+    | _CARDISH
+)
+_JSON = st.recursive(
+    _SCALARS,
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(
+            st.text(alphabet="0123456789 -ab", max_size=18) | _CARDISH, children, max_size=4
+        )
+    ),
+    max_leaves=12,
+)
+
+
+def _every_text(value: object) -> list[str]:
+    """Every key and scalar of parsed JSON as text (the slow truth of what is searched)."""
+    if isinstance(value, dict):
+        return [t for k, v in value.items() for t in [str(k), *_every_text(v)]]
+    if isinstance(value, list):
+        return [t for v in value for t in _every_text(v)]
+    if value is None or isinstance(value, bool):
+        return []
+    if isinstance(value, float) and value.is_integer():
+        return [str(int(value))]
+    return [str(value)]
+
+
+@given(_JSON)
+def test_a_card_number_is_found_exactly_when_some_key_or_value_holds_one(value: object) -> None:
+    """find_pan first asks, without building paths, whether anything holds
+    one at all: that must never clear a body the full search would refuse."""
+    expected = any(contains_pan(text) for text in _every_text(value))
+    assert (find_pan(value) is not None) == expected
+
+
+@given(st.text(max_size=MIN_DIGITS - 1))
+def test_a_text_shorter_than_a_card_number_never_holds_one(text: str) -> None:
+    assert contains_pan(text) is False
+    assert _naive(text) is False
