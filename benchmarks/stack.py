@@ -53,19 +53,20 @@ def redis_usage(port: int) -> RedisUsage:
 class Proc:
     """One child process with its CPU time readable (workers included)."""
 
-    def __init__(self, name: str, args: list[str], port: int, log: Path) -> None:
-        self.name, self.args, self.port, self.log = name, args, port, log
+    def __init__(self, name: str, args: list[str], port: int, log: Path, tree: Path = ROOT) -> None:
+        """``tree``: the checkout whose code runs (another one: an A/B of two
+        versions of the code, benchmarks/ab.py)."""
+        self.name, self.args, self.port, self.log, self.tree = name, args, port, log, tree
         self.popen: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Proc:
-        with self.log.open("ab") as out:
-            self.popen = subprocess.Popen(
-                self.args,
-                cwd=ROOT,
-                stdout=out,
-                stderr=out,
-                env={**os.environ, "PYTHONUNBUFFERED": "1", **ID_SECRET_ENV},
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **ID_SECRET_ENV}
+        if self.tree != ROOT:  # its packages before the ones this venv was installed from
+            env["PYTHONPATH"] = os.pathsep.join(
+                filter(None, [str(self.tree), env.get("PYTHONPATH")])
             )
+        with self.log.open("ab") as out:
+            self.popen = subprocess.Popen(self.args, cwd=self.tree, stdout=out, stderr=out, env=env)
         if self.port:  # 0: a process that listens on nothing (the drainer)
             wait_port(self.port)
         return self
@@ -313,12 +314,13 @@ class Stack:
         path.write_text(yaml.safe_dump(config))
         return path
 
-    def start_router(self, config: Path, workers: int = 1) -> Proc:
+    def start_router(self, config: Path, workers: int = 1, tree: Path = ROOT) -> Proc:
         port = free_port()
         args = self._py("-m", "router.cli", "serve", "--config", str(config), "--port", str(port))
         if workers > 1:
             args += ["--workers", str(workers)]
-        proc = Proc(f"router-{port}", args, port, self.workdir / f"router-{port}.log").start()
+        log = self.workdir / f"router-{port}.log"
+        proc = Proc(f"router-{port}", args, port, log, tree).start()
         self.procs.append(proc)
         return proc
 
