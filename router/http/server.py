@@ -33,6 +33,8 @@ import logging
 import signal
 import socket
 import ssl
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -264,7 +266,6 @@ async def serve(
     :func:`drain_before_closing`).  Raises CannotListen before starting
     anything when a port cannot be bound."""
     stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
     apps = [app] + ([side] if side is not None and server.metrics.port is not None else [])
     ports = [listen.port, server.metrics.port]
     sockets: list[socket.socket] = []
@@ -277,27 +278,44 @@ async def serve(
             sock.close()
         raise
     runners = [Runner(one, server, shutdown_timeout=server.shutdown_timeout_s) for one in apps]
+    with _stopped_by_signals(stop) as graceful:
+        try:
+            for runner, sock in zip(runners, sockets, strict=True):
+                await runner.setup()
+                tls = listen.tls if runner is runners[0] else None
+                await web.SockSite(runner, sock, ssl_context=tls).start()
+            freeze_startup_heap()
+            await stop.wait()
+            if graceful.is_set():
+                await drain_before_closing(app, server.shutdown_drain_s)
+        finally:
+            for runner in reversed(runners):
+                await runner.cleanup()
+
+
+@contextmanager
+def _stopped_by_signals(stop: asyncio.Event) -> Iterator[asyncio.Event]:
+    """SIGTERM (an orchestrator's stop) sets ``stop`` and the event yielded,
+    which asks for the drain first; SIGINT (Ctrl-C) sets only ``stop``.
+
+    Installed before the start-up, not after it: a stop while starting (a
+    supervisor stopping a worker it has just started) is then taken once the
+    start is over, where asyncio's own SIGINT handler would cancel the start
+    half-way and leave a KeyboardInterrupt traceback."""
+    loop = asyncio.get_running_loop()
+    graceful = asyncio.Event()
+
+    def on_sigterm() -> None:
+        graceful.set()
+        stop.set()
+
+    loop.add_signal_handler(signal.SIGTERM, on_sigterm)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
     try:
-        for runner, sock in zip(runners, sockets, strict=True):
-            await runner.setup()
-            tls = listen.tls if runner is runners[0] else None
-            await web.SockSite(runner, sock, ssl_context=tls).start()
-        graceful = asyncio.Event()
-        freeze_startup_heap()
-
-        def on_sigterm() -> None:
-            graceful.set()
-            stop.set()
-
-        # SIGTERM (an orchestrator's stop): drain first; SIGINT (Ctrl-C): at once
-        loop.add_signal_handler(signal.SIGTERM, on_sigterm)
-        loop.add_signal_handler(signal.SIGINT, stop.set)
-        await stop.wait()
-        if graceful.is_set():
-            await drain_before_closing(app, server.shutdown_drain_s)
+        yield graceful
     finally:
-        for runner in reversed(runners):
-            await runner.cleanup()
+        loop.remove_signal_handler(signal.SIGTERM)
+        loop.remove_signal_handler(signal.SIGINT)
 
 
 async def drain_before_closing(app: web.Application, seconds: float) -> None:

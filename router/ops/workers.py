@@ -3,8 +3,9 @@
 The kernel spreads connections over the workers; they share nothing but
 Redis, which is exactly what the idempotency journal is built for.  The
 parent only supervises: it forwards SIGTERM/SIGINT (stop) and SIGHUP (reload)
-to every worker and exits when they have all stopped.  A worker that dies is
-started again, so one crash does not halve the capacity.
+to every worker and exits when they have all stopped, with 0 only when every
+worker stopped cleanly.  A worker that dies is started again, so one crash
+does not halve the capacity.
 """
 
 from __future__ import annotations
@@ -45,20 +46,9 @@ def check_shareable(config: Config) -> list[str]:
 class Supervisor:
     """Starts the workers, forwards signals to them, restarts one that dies."""
 
-    def __init__(self, config_path: Path, workers: int, host: str, port: int) -> None:
-        self.args = [
-            sys.executable,
-            "-m",
-            "router.cli",
-            "serve",
-            "--config",
-            str(config_path),
-            "--host",
-            host,
-            "--port",
-            str(port),
-            "--worker",
-        ]
+    def __init__(self, command: list[str], workers: int) -> None:
+        """``command``: how one worker is started (:func:`worker_command`)."""
+        self.args = command
         #: the workers' metric files, aggregated by whichever worker is scraped
         self.metrics_dir = tempfile.mkdtemp(prefix="payrouter-metrics-")
         self.procs = [self._spawn(index + 1) for index in range(workers)]
@@ -102,8 +92,30 @@ class Supervisor:
             self._restart_the_dead()
             time.sleep(0.2)
         shutil.rmtree(self.metrics_dir, ignore_errors=True)
-        return EXIT_CANNOT_START if self.failed else 0
+        if self.failed:
+            return EXIT_CANNOT_START
+        unclean = {p.pid: p.returncode for p in self.procs if p.returncode != 0}
+        if unclean:  # the stop reached a worker that did not stop cleanly: say so
+            log.error("workers that did not stop cleanly (pid: exit status): %s", unclean)
+            return 1
+        return 0
+
+
+def worker_command(config_path: Path, host: str, port: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "router.cli",
+        "serve",
+        "--config",
+        str(config_path),
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--worker",
+    ]
 
 
 def supervise(config_path: Path, workers: int, host: str, port: int) -> int:
-    return Supervisor(config_path, workers, host, port).run()
+    return Supervisor(worker_command(config_path, host, port), workers).run()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -99,3 +100,42 @@ async def test_sigterm_turns_readiness_off_then_drains_then_stops(
         assert await asyncio.to_thread(proc.wait, 15) == 0
     finally:
         await stop_router(proc)
+
+
+async def test_a_stop_while_starting_up_waits_for_the_start_and_exits_cleanly(
+    tmp_path: Path,
+) -> None:
+    """A supervisor stops a worker that is still starting (a deploy right
+    after a crash, a test that gives up): the stop is taken once the start
+    has finished, not as a KeyboardInterrupt traceback out of asyncio."""
+    with socket.socket() as silent:  # a "database" that takes the connection and never speaks
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        silent.settimeout(30)
+        config = tmp_path / "r.yaml"
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "callers": {"demo": {"api_key_sha256": [sha(DEMO_KEY)]}},
+                    "acquirers": {"sandbox-a": {"kind": "sandbox", "embedded": True}},
+                    "routing": {"default": ["sandbox-a"]},
+                    "ledger": {
+                        "kind": "postgres",
+                        "url": f"postgresql://payrouter@127.0.0.1:{silent.getsockname()[1]}/p",
+                        "timeout_s": 2,
+                    },
+                }
+            )
+        )
+        log = tmp_path / "err.log"
+        proc = spawn_router(config, free_port(), log=log)
+        try:
+            conn, _ = await asyncio.to_thread(silent.accept)  # it is starting: at the ledger
+            with conn:
+                proc.send_signal(signal.SIGINT)
+                code = await asyncio.to_thread(proc.wait, 20)
+        finally:
+            await stop_router(proc)
+    assert code == 0
+    assert "Traceback" not in log.read_text()
+    assert "KeyboardInterrupt" not in log.read_text()

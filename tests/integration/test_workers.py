@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +32,23 @@ from tests.procs.net import free_port
 from tests.procs.redis import RedisProcess
 
 SALE = {"amount": 500, "currency": "EUR", "payment_method": "tok_visa"}
+
+
+async def _workers_answering(url: str, workers: int) -> set[int]:
+    """The pids that answered /healthz on fresh connections, once ``workers``
+    of them have (or after 400 tries): the workers start listening up to a
+    second or so apart, and a test that needs both must wait for the slower."""
+    pids: set[int] = set()
+    for _ in range(400):
+        try:
+            # a new session, so a new connection each time
+            async with aiohttp.ClientSession() as fresh, fresh.get(f"{url}/healthz") as resp:
+                pids.add((await resp.json())["pid"])
+        except aiohttp.ClientConnectionError:
+            await asyncio.sleep(0.05)  # none is listening yet
+        if len(pids) == workers:
+            break
+    return pids
 
 
 def _config(path: Path, store: dict[str, Any], acquirers: dict[str, Any]) -> Path:
@@ -60,17 +80,7 @@ async def test_two_workers_share_one_port_and_one_journal(
     parent = spawn_router(config, port, extra=("--workers", "2"))
     try:
         url = f"http://127.0.0.1:{port}"
-        pids: set[int] = set()
-        for _ in range(400):
-            try:
-                # a new session, so a new connection each time
-                async with aiohttp.ClientSession() as fresh, fresh.get(f"{url}/healthz") as resp:
-                    pids.add((await resp.json())["pid"])
-            except aiohttp.ClientConnectionError:
-                await asyncio.sleep(0.05)
-            if len(pids) == 2:
-                break
-        assert len(pids) == 2  # the kernel spread connections over both workers
+        assert len(await _workers_answering(url, 2)) == 2
 
         async with aiohttp.ClientSession() as session:
 
@@ -155,21 +165,17 @@ async def test_two_workers_answer_one_consistent_metrics_scrape(
     parent = spawn_router(config, port, extra=("--workers", "2"))
     url = f"http://127.0.0.1:{port}"
     try:
+        # both listening first: else one worker can take every payment and
+        # every scrape while the other is still starting (seen in CI)
+        assert len(await _workers_answering(url, 2)) == 2
         ids: list[str] = []
-        sent = 0
-        while sent < 30:  # fresh connections, so the kernel spreads them over both workers
-            try:
-                async with (
-                    aiohttp.ClientSession() as fresh,
-                    fresh.post(
-                        f"{url}/v1/payments", json=SALE, headers=headers(f"m-{sent}")
-                    ) as resp,
-                ):
-                    assert resp.status == 201
-                    ids.append((await resp.json())["id"])
-                    sent += 1
-            except aiohttp.ClientConnectionError:
-                await asyncio.sleep(0.05)  # still starting
+        for sent in range(30):  # fresh connections, so the kernel spreads them over both workers
+            async with (
+                aiohttp.ClientSession() as fresh,
+                fresh.post(f"{url}/v1/payments", json=SALE, headers=headers(f"m-{sent}")) as resp,
+            ):
+                assert resp.status == 201
+                ids.append((await resp.json())["id"])
         totals, answered_by = [], set()
         for _ in range(40):
             async with aiohttp.ClientSession() as fresh, fresh.get(f"{url}/metrics") as resp:
@@ -277,3 +283,36 @@ async def test_a_drain_and_a_reload_reach_every_worker(
         assert {i["generation"] for i in view["instances"]} == {answer["generation"]}
     finally:
         assert await stop_router(parent) == 0
+
+
+#: a stand-in worker: says it is up, then on SIGINT exits 0, except worker 2
+_WORKER = """
+import os, signal, sys, pathlib
+def stop(*_):
+    sys.exit(1 if os.environ["PAYROUTER_WORKER"] == "2" else 0)
+signal.signal(signal.SIGINT, stop)
+pathlib.Path(sys.argv[1], os.environ["PAYROUTER_WORKER"]).touch()
+signal.pause()
+"""
+
+
+def test_the_supervisor_exits_non_zero_when_a_worker_did_not_stop_cleanly(
+    tmp_path: Path,
+) -> None:
+    worker = [sys.executable, "-c", _WORKER, str(tmp_path)]
+    run = "import sys; from router.ops.workers import Supervisor as S; "
+    run += f"sys.exit(S({worker!r}, 2).run())"
+    supervisor = subprocess.Popen(
+        [sys.executable, "-c", run], cwd=ROOT, stderr=subprocess.PIPE, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while {p.name for p in tmp_path.iterdir()} != {"1", "2"} and time.monotonic() < deadline:
+            time.sleep(0.05)  # both stand-ins up
+        supervisor.send_signal(signal.SIGINT)
+        _, err = supervisor.communicate(timeout=20)
+    finally:
+        if supervisor.poll() is None:  # no stand-in outlives the test
+            os.killpg(supervisor.pid, signal.SIGKILL)
+    assert supervisor.returncode == 1
+    assert "workers that did not stop cleanly" in err.decode()
