@@ -36,8 +36,9 @@ SALE = {"amount": 500, "currency": "EUR", "payment_method": "tok_visa"}
 
 async def _workers_answering(url: str, workers: int) -> set[int]:
     """The pids that answered /healthz on fresh connections, once ``workers``
-    of them have (or after 400 tries): the workers start listening up to a
-    second or so apart, and a test that needs both must wait for the slower."""
+    of them have (or after 400 tries): the workers start listening apart
+    (0.1-0.35 s measured on an idle machine), and a test that needs both must
+    wait for the slower."""
     pids: set[int] = set()
     for _ in range(400):
         try:
@@ -308,7 +309,10 @@ def test_the_supervisor_exits_non_zero_when_a_worker_did_not_stop_cleanly(
     try:
         deadline = time.monotonic() + 20
         while {p.name for p in tmp_path.iterdir()} != {"1", "2"} and time.monotonic() < deadline:
-            time.sleep(0.05)  # both stand-ins up
+            time.sleep(0.05)
+        # both stand-ins handle SIGINT by now: one not yet started would exit 1
+        # on a KeyboardInterrupt and pass the test for the wrong reason
+        assert {p.name for p in tmp_path.iterdir()} == {"1", "2"}
         supervisor.send_signal(signal.SIGINT)
         _, err = supervisor.communicate(timeout=20)
     finally:
