@@ -27,55 +27,56 @@ class DocKind(enum.StrEnum):
     REFUND = "refund"
 
 
-_HEX = frozenset("0123456789abcdef")
+#: the shard of every two-digit prefix a minted id or a scope can start with
+#: (lower-case hex, as ids are minted); looked up, not parsed, on every key
+_SHARD_OF_DIGITS = {f"{i:02x}": i % SHARDS for i in range(256)}
+#: each shard's key root with its hash tag, formatted once instead of per key
+_ROOTS = tuple(f"{PREFIX}:{{s{shard:02d}}}" for shard in range(SHARDS))
 
 
 def shard_of_hex(hex_digits: str) -> int:
-    return int(hex_digits[:2], 16) % SHARDS
+    found = _SHARD_OF_DIGITS.get(hex_digits[:2])
+    return found if found is not None else int(hex_digits[:2], 16) % SHARDS
 
 
 def shard_of(resource_id: str) -> int:
     """``pay_3f0a...`` -> shard of 0x3f.  An id we never minted (a reference
     in a webhook, say) still gets a shard, where nothing of ours will be."""
-    digits = resource_id.partition("_")[2][:2]
-    if len(digits) == 2 and set(digits) <= _HEX:
-        return shard_of_hex(digits)
+    found = _SHARD_OF_DIGITS.get(resource_id.partition("_")[2][:2])
+    if found is not None:
+        return found
     return zlib.crc32(resource_id.encode()) % SHARDS
-
-
-def tag(shard: int) -> str:
-    return f"{{s{shard:02d}}}"
 
 
 def idem(shard: int, scope: str) -> str:
     """An idempotency record (hash: fp, rid, owner, lease, resp)."""
-    return f"{PREFIX}:{tag(shard)}:idem:{scope}"
+    return f"{_ROOTS[shard]}:idem:{scope}"
 
 
 def doc(kind: DocKind, resource_id: str) -> str:
     """A payment or refund (hash: v = version, d = JSON document)."""
-    return f"{PREFIX}:{tag(shard_of(resource_id))}:{kind}:{resource_id}"
+    return f"{_ROOTS[shard_of(resource_id)]}:{kind}:{resource_id}"
 
 
 def outbox(shard: int) -> str:
     """The shard's transactional outbox: one stream entry per record version."""
-    return f"{PREFIX}:{tag(shard)}:outbox"
+    return f"{_ROOTS[shard]}:outbox"
 
 
 def unresolved(shard: int) -> str:
     """Sorted set of ``payment:<id>`` / ``refund:<id>`` scored by the next check time."""
-    return f"{PREFIX}:{tag(shard)}:unresolved"
+    return f"{_ROOTS[shard]}:unresolved"
 
 
 def seen(shard: int, digest: str) -> str:
     """An inbound webhook event already applied (dedupe marker)."""
-    return f"{PREFIX}:{tag(shard)}:seen:{digest}"
+    return f"{_ROOTS[shard]}:seen:{digest}"
 
 
 def placeholder(shard: int) -> str:
     """A key that is never written, passed where a script takes an optional key
     (every key of a Cluster script must be in the script's slot)."""
-    return f"{PREFIX}:{tag(shard)}:none"
+    return f"{_ROOTS[shard]}:none"
 
 
 #: outbound webhook deliveries: the stream, the retry schedule and the dead

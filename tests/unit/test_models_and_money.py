@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from router.payments import money
-from router.payments.models import CapturePayment, CreatePayment, CreateRefund
+from router.payments.models import AcquirerTokens, CapturePayment, CreatePayment, CreateRefund
 
 VALID = {"amount": 1299, "currency": "EUR", "payment_method": "tok_visa"}
 
@@ -34,6 +34,18 @@ def test_minor_units_render_as_decimal_with_the_currency_exponent(
 
 def test_a_valid_sale_defaults_to_capture() -> None:
     assert CreatePayment.model_validate(VALID).capture is True
+
+
+@given(st.from_regex(r"\Atok_[A-Za-z0-9_]{1,40}\Z"))
+def test_a_plain_token_is_the_sandbox_token_exactly_as_if_it_had_been_written_out(
+    token: str,
+) -> None:
+    written_out = AcquirerTokens.model_validate(
+        {"type": "acquirer_tokens", "tokens": {"sandbox": token}}
+    )
+    method = CreatePayment.model_validate(VALID | {"payment_method": token}).method
+    assert method == written_out
+    assert method.model_dump_json() == written_out.model_dump_json()
 
 
 def test_a_whole_number_written_with_a_fraction_is_an_amount_as_json_schema_says() -> None:
