@@ -166,12 +166,9 @@ class CreatePayment(Strict):
     @functools.cached_property
     def method(self) -> AcquirerTokens | VaultToken | NetworkTokenMethod:
         """The payment method object (a plain string is a sandbox test token).
-        Kept once made: eligibility, routing and the record all ask for it.
-        Constructed, not validated: the string was validated as a ``Token``."""
+        Kept once made: eligibility, routing and the record all ask for it."""
         if isinstance(self.payment_method, str):
-            return AcquirerTokens.model_construct(
-                type="acquirer_tokens", tokens={"sandbox": self.payment_method}
-            )
+            return AcquirerTokens(type="acquirer_tokens", tokens={"sandbox": self.payment_method})
         return self.payment_method
 
     @field_validator("currency")
