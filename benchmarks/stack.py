@@ -12,7 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -222,6 +222,19 @@ class Stack:
             return self.replicated.url
         assert self.redis is not None
         return f"redis://127.0.0.1:{self.redis.port}/0"
+
+    @contextlib.contextmanager
+    def redis_fsync(self, policy: str) -> Iterator[None]:
+        """The single server's AOF fsync policy set to ``policy`` for a while
+        (``always`` is the production setting: a write is on disk before it
+        is acknowledged), then put back."""
+        assert self.redis is not None
+        before = cli(self.redis.port, "CONFIG", "GET", "appendfsync").split()[-1]
+        cli(self.redis.port, "CONFIG", "SET", "appendfsync", policy)
+        try:
+            yield
+        finally:
+            cli(self.redis.port, "CONFIG", "SET", "appendfsync", before)
 
     def restart_redis(self) -> None:
         assert self.redis is not None
