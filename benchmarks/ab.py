@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.loadgen import Target
+from benchmarks.report import ratio_interval
 from benchmarks.run import AUTH, HERE, _alternating_rounds, _geometric_mean, _medians, _url
 from benchmarks.stack import ROOT, cpu_split, stack
 
@@ -70,6 +71,7 @@ async def compare(ref: str, base: Path, rounds: int, seconds: float, work: Path)
         "base_router": _medians(figures["base"]),
         "this_router": _medians(figures["this"]),
         "cpu_ratio_this_to_base": round(_geometric_mean(ratios), 3),
+        "cpu_ratio_95ci": ratio_interval(ratios),
         "cpu_ratio_each_round": [round(x, 2) for x in ratios],
     }
 
@@ -100,11 +102,15 @@ def main() -> None:
     path = args.out / time.strftime("ab-%Y%m%d-%H%M%S.json")
     path.write_text(json.dumps(result, indent=2))
     this, old = result["this_router"], result["base_router"]
+    low, high = result["cpu_ratio_95ci"]
+    each = result["cpu_ratio_each_round"]
     print(
         f"this checkout: {this['cpu_us_per_payment']} us per payment, {args.ref}: "
         f"{old['cpu_us_per_payment']} us; ratio {result['cpu_ratio_this_to_base']} "
-        f"(rounds {min(result['cpu_ratio_each_round'])}-{max(result['cpu_ratio_each_round'])})"
+        f"(95% interval {low}-{high}; rounds {min(each)}-{max(each)})"
     )
+    if low <= 1.0 <= high:
+        print("no difference shown: the interval holds 1.0 (run more rounds, or again)")
     print(f"report: {path}")
 
 

@@ -23,6 +23,29 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[index]
 
 
+#: Student's t at 97.5% for 1..30 degrees of freedom (a two-sided 95% interval)
+_T975 = (
+    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
+    2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
+    2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
+)  # fmt: skip
+
+
+def ratio_interval(ratios: list[float]) -> tuple[float, float]:
+    """A 95% interval for the geometric mean of per-round ratios (a t
+    interval on their logarithms).  The rounds' spread on this machine is
+    wide enough that a geometric mean alone invites reading noise as a
+    result: an interval that holds 1.0 shows no difference."""
+    if len(ratios) < 2:
+        raise ValueError("an interval needs at least two rounds")
+    logs = [math.log(r) for r in ratios]
+    n = len(logs)
+    mean = sum(logs) / n
+    sd = math.sqrt(sum((x - mean) ** 2 for x in logs) / (n - 1))
+    half = _T975[min(n - 1, len(_T975)) - 1] * sd / math.sqrt(n)
+    return round(math.exp(mean - half), 3), round(math.exp(mean + half), 3)
+
+
 def latency_summary(samples: list[Sample]) -> dict[str, float]:
     ms = [s.latency_s * 1000 for s in samples if s.status and s.status < 500]
     return {f"p{q}": round(percentile(ms, q), 2) for q in (50, 90, 99, 99.9)} | {"count": len(ms)}

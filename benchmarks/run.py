@@ -285,7 +285,9 @@ async def per_core(s: Stack, spec: dict[str, Any], out: Path) -> dict[str, Any]:
         "direct": {"latency_ms": direct_ms},
         "cpu_ratio_router_to_baseline": round(_geometric_mean(ratios), 2),
         "cpu_ratio_each_round": [round(x, 2) for x in ratios],
+        "cpu_ratio_95ci": report.ratio_interval(ratios),
         "cpu_ratio_router_to_baseline_multiplexed": round(_geometric_mean(same_client_ratios), 2),
+        "cpu_ratio_router_to_baseline_multiplexed_95ci": report.ratio_interval(same_client_ratios),
         "cpu_ratio_router_to_baseline_multiplexed_each_round": [
             round(x, 2) for x in same_client_ratios
         ],
@@ -346,6 +348,7 @@ async def scaling(s: Stack, spec: dict[str, Any], out: Path) -> dict[str, Any]:
     result["rounds"] = len(ratios)
     result["cpu_per_payment_2_vs_1_each_round"] = [round(x, 2) for x in ratios]
     result["cpu_per_payment_2_vs_1"] = round(_geometric_mean(ratios), 2)
+    result["cpu_per_payment_2_vs_1_95ci"] = report.ratio_interval(ratios)
     report.bar_chart(
         {
             f"{w} worker{'s' if w > 1 else ''} on 1 core": result[f"workers_{w}"][

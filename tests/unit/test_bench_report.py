@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import math
 
+import pytest
+
 from benchmarks.checks import double_charges
-from benchmarks.report import percentile
+from benchmarks.report import percentile, ratio_interval
 
 
 def test_percentiles_use_the_nearest_rank() -> None:
@@ -41,3 +43,20 @@ def test_every_benchmark_scenario_names_a_kind_the_runner_has() -> None:
     kinds = {path.name: yaml.safe_load(path.read_text())["kind"] for path in found}
     assert len(kinds) >= 13
     assert {name: kind for name, kind in kinds.items() if kind not in KINDS} == {}
+
+
+def test_the_interval_of_a_ratio_is_a_t_interval_on_the_logarithms_of_its_rounds() -> None:
+    # by hand: the logs' mean 0.0431, sd 0.1238, t(3) = 3.182, half-width 0.1970
+    assert ratio_interval([0.9, 1.1, 1.0, 1.2]) == (0.857, 1.271)
+
+
+def test_rounds_that_agree_give_an_interval_of_one_point_and_one_round_none() -> None:
+    assert ratio_interval([1.25, 1.25, 1.25]) == (1.25, 1.25)
+    with pytest.raises(ValueError, match="at least two rounds"):
+        ratio_interval([1.1])
+
+
+def test_an_a_a_run_of_this_machine_shows_no_difference() -> None:
+    # the rounds of benchmarks.ab HEAD against itself on 2026-12-07
+    low, high = ratio_interval([0.98, 0.99, 1.0, 0.9, 0.99, 1.02, 1.04, 0.72, 1.28, 1.0])
+    assert low < 1.0 < high
