@@ -4,8 +4,14 @@ the router of a git ref, each in turn alone on one pinned core under the same
 closed loop, in alternating rounds (the per-core method: the ratio of each
 round, their geometric mean).
 
-    .venv/bin/python -m benchmarks.ab HEAD~3               # 6 rounds of 4 s
-    .venv/bin/python -m benchmarks.ab main --rounds 10
+    .venv/bin/python -m benchmarks.ab HEAD~3               # 30 rounds of 2 s
+    .venv/bin/python -m benchmarks.ab main --rounds 60
+
+Many short rounds resolve more than a few long ones (the machine drifts
+over minutes, and a round's ratio only sees the drift within its own pair):
+one A/A run each on 2026-12-07, the same code on both sides, gave a 95%
+interval of 0.89-1.09 from 10 rounds of 4 s and 0.90-1.01 from 30 rounds
+of 2 s, in 1.5 times the measuring time.
 
 This machine's speed drifts within minutes and from day to day, and the
 router's ratio to the bare proxy drifts with it (benchmarks/README.md), so a
@@ -81,8 +87,10 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("ref", help="the code to compare with: a commit, branch or tag")
-    parser.add_argument("--rounds", type=int, default=6, help="rounded up to an even number")
-    parser.add_argument("--seconds", type=float, default=4.0, help="of each side in each round")
+    parser.add_argument("--rounds", type=int, default=30, help="rounded up to an even number")
+    parser.add_argument(
+        "--seconds", type=float, default=2.0, help="of each side in each round (wrk: whole seconds)"
+    )
     parser.add_argument("--out", type=Path, default=HERE / "out")
     args = parser.parse_args()
     if cpu_split() is None:
