@@ -135,3 +135,36 @@ def bar_chart(values: dict[str, float], title: str, ylabel: str, out: Path) -> P
     fig.savefig(out, dpi=80)
     plt.close(fig)
     return out
+
+
+def added_latency_chart(per_core: dict[str, Any], out: Path) -> Path:
+    """What the bare proxy and the router add over the direct call, with the
+    journal's writes waiting for the disk and without, against the targets:
+    the figure that shows how much of the gap is the machine's disk."""
+    sides = {"bare journaled proxy": "baseline", "payrouter": "router"}
+    bare = per_core["without_disk_wait"]
+    bars = {
+        "p50": [per_core["baseline_added_p50_ms"], per_core["added_p50_ms"]],
+        "p50, no disk wait": [bare[k]["added_p50_ms"] for k in sides.values()],
+        "p99": [per_core["baseline_added_p99_ms"], per_core["added_p99_ms"]],
+        "p99, no disk wait": [bare[k]["added_p99_ms"] for k in sides.values()],
+    }
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    width = 0.2
+    colours = ["tab:blue", "lightsteelblue", "tab:orange", "navajowhite"]
+    for i, (label, values) in enumerate(bars.items()):
+        xs = [x + (i - 1.5) * width for x in range(len(sides))]
+        ax.bar(xs, values, width, label=label, color=colours[i], edgecolor="dimgray")
+        for x, v in zip(xs, values, strict=True):
+            ax.annotate(f"{v:.1f}", (x, v), ha="center", va="bottom", fontsize=8)
+    targets = per_core["targets"]
+    ax.axhline(targets["added_p50_ms"], color="tab:blue", lw=1, ls="--", label="target p50")
+    ax.axhline(targets["added_p99_ms"], color="tab:orange", lw=1, ls="--", label="target p99")
+    ax.set_xticks(range(len(sides)), list(sides))
+    ax.set_ylabel("ms over the direct call")
+    ax.set_title(f"Added latency at {per_core['latency_rate_per_s']}/s, one pinned core")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(out, dpi=80)
+    plt.close(fig)
+    return out

@@ -310,6 +310,7 @@ async def per_core(s: Stack, spec: dict[str, Any], out: Path) -> dict[str, Any]:
         "us of CPU",
         out / "per-core-cpu.png",
     )
+    report.added_latency_chart(result, out / "per-core-latency.png")
     return result
 
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 
 from benchmarks.checks import double_charges
-from benchmarks.report import percentile, ratio_interval
+from benchmarks.report import added_latency_chart, percentile, ratio_interval
 
 
 def test_percentiles_use_the_nearest_rank() -> None:
@@ -60,3 +61,18 @@ def test_an_a_a_run_of_this_machine_shows_no_difference() -> None:
     # the rounds of benchmarks.ab HEAD against itself on 2026-12-07
     low, high = ratio_interval([0.98, 0.99, 1.0, 0.9, 0.99, 1.02, 1.04, 0.72, 1.28, 1.0])
     assert low < 1.0 < high
+
+
+def test_the_added_latency_chart_is_drawn_from_a_per_core_result(tmp_path: Path) -> None:
+    side = {"added_p50_ms": 1.5, "added_p99_ms": 3.9}
+    per_core = {
+        "baseline_added_p50_ms": 2.2,
+        "baseline_added_p99_ms": 7.4,
+        "added_p50_ms": 3.9,
+        "added_p99_ms": 9.9,
+        "without_disk_wait": {"baseline": side, "router": side},
+        "targets": {"added_p50_ms": 0.6, "added_p99_ms": 2.0},
+        "latency_rate_per_s": 200,
+    }
+    out = added_latency_chart(per_core, tmp_path / "latency.png")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
