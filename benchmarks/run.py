@@ -367,8 +367,10 @@ async def scaling(s: Stack, spec: dict[str, Any], out: Path) -> dict[str, Any]:
 async def _redis_side(s: Stack, spec: dict[str, Any], name: str) -> dict[str, Any]:
     """One router on the stack's current Redis under a closed loop: the
     router's and every Redis server's CPU per payment; and, before any
-    payment, what the idle router's background work (fleet polls, the
-    reconciler, the outbox) costs Redis per second beyond Redis's own."""
+    payment, what an idle router's background work (fleet polls, the
+    reconciler, the outbox) costs Redis per second beyond Redis's own, for
+    each number of workers in ``idle_workers`` (the fleet shares the
+    reconciler's sweep, so more workers should not multiply it)."""
     idle_s = spec["idle_s"]
 
     def spent(before: list[RedisUsage]) -> tuple[list[float], int]:
@@ -379,12 +381,22 @@ async def _redis_side(s: Stack, spec: dict[str, Any], name: str) -> dict[str, An
     start = s.redis_usage()
     await asyncio.sleep(idle_s)
     quiet_cpu, quiet_commands = spent(start)
+    idle: dict[str, dict[str, float]] = {}
+    for workers in spec["idle_workers"]:
+        router = s.start_router(
+            s.router_config(default=["sandbox-a"], production=True), workers=workers
+        )
+        await asyncio.sleep(spec["idle_settle_s"])  # every worker has passed and seen the rest
+        start = s.redis_usage()
+        await asyncio.sleep(idle_s)
+        idle_cpu, idle_commands = spent(start)
+        s.stop(router)
+        idle[f"workers_{workers}"] = {
+            "redis_cpu_ms_per_s": round(1000 * (sum(idle_cpu) - sum(quiet_cpu)) / idle_s, 2),
+            "redis_commands_per_s": round((idle_commands - quiet_commands) / idle_s, 1),
+        }
     router = s.start_router(s.router_config(default=["sandbox-a"], production=True))
     target = Target([_url(router)], headers=AUTH)
-    await asyncio.sleep(1.0)  # past start-up
-    start = s.redis_usage()
-    await asyncio.sleep(idle_s)
-    idle_cpu, idle_commands = spent(start)
     await closed_loop(target, spec["concurrency"], 1.5, f"{name}-warmup", seed=11)
     start = s.redis_usage()
     samples, cpu = await _cpu_window(
@@ -401,10 +413,7 @@ async def _redis_side(s: Stack, spec: dict[str, Any], name: str) -> dict[str, An
         "redis_commands_per_payment": round(commands / paid, 2),
         "redis_servers": len(busy),
         "busiest_server_share": round(max(busy) / total, 2) if total else None,
-        "idle_router": {
-            "redis_cpu_ms_per_s": round(1000 * (sum(idle_cpu) - sum(quiet_cpu)) / idle_s, 2),
-            "redis_commands_per_s": round((idle_commands - quiet_commands) / idle_s, 1),
-        },
+        "idle_router": idle,
     }
 
 

@@ -194,7 +194,7 @@ def _health(app: web.Application) -> Any:
 
 
 def _reconciler(app: web.Application) -> Any:
-    return reconciler_loop(functools.partial(_current, app))
+    return reconciler_loop(functools.partial(_current, app), app[FLEET].instance)
 
 
 def _drainer(app: web.Application) -> Any:

@@ -13,14 +13,27 @@ the shopper finished meanwhile); at others it waits for their webhook.
 "No record of that key" settles an item as not processed only from an
 acquirer whose lookup is authoritative, and only once the attempt is older
 than the grace period, when nothing sent then can still be on its way.
+
+The fleet shares the sweep instead of every worker sweeping every shard
+(64 scripts a pass each: a fifth of a Redis server for 100 idle workers).
+Each pass first notes its worker among the reconcilers and reads the ones
+that passed within ``ALIVE_PASSES`` intervals; each shard is swept by the
+member that ranks highest for it (rendezvous hashing), so a member joining
+or leaving moves only its own share.  Views that disagree for a moment only
+make two members sweep a shard (harmless: ``due`` holds what it hands out);
+a worker that stops passing (stopped, killed, stuck) leaves everyone's view
+once its last pass is ``ALIVE_PASSES`` intervals old, and its shards pass to
+the next in rank.  Its items wait that long at most, which the reconciler's
+backoff (half an attempt's age) already exceeds for anything not brand new.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 
 from adapters.base import AcquirerResult, ResultStatus, StatusQuery
 from adapters.errors import AcquirerError
@@ -45,6 +58,9 @@ log = logging.getLogger(__name__)
 
 S = PaymentState
 NOT_RECEIVED = "acquirer_confirms_not_processed"
+#: a reconciler whose last pass is older than this many intervals is taken
+#: for gone, and its shards are swept by the others
+ALIVE_PASSES = 3
 
 
 class _Unreachable(Exception):
@@ -214,11 +230,42 @@ def _next_check(rt: Runtime, record: Record) -> int:
     return now_ms() + int(delay * 1000)
 
 
-async def reconcile_once(rt: Runtime, limit: int = 100) -> int:
-    """One pass over what is due; returns how many items were resolved."""
+def _rank(shard: int, member: str) -> tuple[bytes, str]:
+    """Ties (all but impossible) go the same way in every process."""
+    return hashlib.blake2b(f"{shard}:{member}".encode(), digest_size=8).digest(), member
+
+
+@functools.lru_cache(maxsize=8)  # the view seldom changes between passes
+def _shares(member: str, everyone: frozenset[str]) -> tuple[int, ...]:
+    return tuple(
+        shard
+        for shard in range(SHARDS)
+        if max(everyone, key=functools.partial(_rank, shard)) == member
+    )
+
+
+def shards_of(member: str, members: Sequence[str]) -> tuple[int, ...]:
+    """The shards ``member`` sweeps among ``members`` (rendezvous hashing:
+    each shard goes to the member ranking highest for it)."""
+    return _shares(member, frozenset(members) | {member})
+
+
+async def my_shards(rt: Runtime, member: str) -> tuple[int, ...]:
+    """Note this pass, and the shards that are this member's to sweep now."""
+    alive_ms = int(ALIVE_PASSES * rt.config.reconciler.interval_s * 1000)
+    members = await rt.store.reconcilers(member, now_ms(), alive_ms)
+    shards = shards_of(member, members)
+    rt.metrics.reconciler_shards.set(len(shards))
+    return shards
+
+
+async def reconcile_once(
+    rt: Runtime, limit: int = 100, shards: Iterable[int] = range(SHARDS)
+) -> int:
+    """One pass over what is due in ``shards``; returns how many items were resolved."""
     resolved = seen = 0
     hold_ms = int(max(rt.config.reconciler.interval_s * 4, 30) * 1000)
-    for shard in range(SHARDS):
+    for shard in shards:
         for ref in await rt.store.due(shard, now_ms(), hold_ms, limit):
             seen += 1
             resolved += await _reconcile(rt, ref)
@@ -249,12 +296,12 @@ async def _reconcile(rt: Runtime, ref: str) -> bool:
     return False
 
 
-async def reconciler_loop(current: Callable[[], Runtime]) -> None:
+async def reconciler_loop(current: Callable[[], Runtime], member: str) -> None:
     while True:
         rt = current()
         await asyncio.sleep(rt.config.reconciler.interval_s)
         try:
-            count = await reconcile_once(rt)
+            count = await reconcile_once(rt, shards=await my_shards(rt, member))
             if count:
                 log.info("reconciler resolved %d item(s)", count)
         except StoreUnavailable:

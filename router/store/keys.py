@@ -98,6 +98,10 @@ FLEET_INSTANCES = f"{PREFIX}:{{fleet}}:instances"
 #: the operator's intent outlives any instance, but not forever: a drain
 #: nobody touched for this long is forgotten (every change renews it)
 FLEET_STATE_TTL_MS = 30 * 86_400_000
+#: the reconcilers that made a pass lately, scored by when (ms): who shares
+#: the sweep of the shards (see ops.reconciler); every pass renews it for
+#: twice the window a member counts as alive, after which it names nobody
+RECONCILERS = f"{PREFIX}:{{fleet}}:reconcilers"
 
 
 def fleet_instance(instance: str) -> str:

@@ -273,6 +273,14 @@ class MemoryStore:
             pending[ref] = now_ms + hold_ms
         return [ref for _, ref in due]
 
+    async def reconcilers(self, member: str, now_ms: int, alive_ms: int) -> list[str]:
+        found = self._get(keys.RECONCILERS)
+        passes = dict(found) if isinstance(found, dict) else {}
+        passes[member] = now_ms
+        alive = {m: at for m, at in passes.items() if at >= now_ms - alive_ms}
+        self._put(keys.RECONCILERS, alive, 2 * alive_ms)
+        return sorted(alive)
+
     async def suspect(self) -> bool:
         return False
 

@@ -246,6 +246,11 @@ class Store(Protocol):
         instance at a time works on it."""
         ...
 
+    async def reconcilers(self, member: str, now_ms: int, alive_ms: int) -> list[str]:
+        """Note ``member`` as a reconciler passing at ``now_ms``; the members
+        that passed within ``alive_ms`` of it, itself included, sorted."""
+        ...
+
     async def suspect(self) -> bool:
         """True shortly after the store lost writes it had acknowledged (a
         failover or restart was detected): new records may be lost ones."""

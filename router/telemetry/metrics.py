@@ -153,6 +153,12 @@ class Metrics:
             registry=r,
             multiprocess_mode="livesum",  # each worker holds different items
         )
+        self.reconciler_shards = Gauge(
+            "payrouter_reconciler_shards",
+            "shards this worker's reconciler sweeps (the fleet shares them out)",
+            registry=r,
+            multiprocess_mode="livesum",  # the workers' shares add up to every shard
+        )
         self.background_errors = Counter(
             "payrouter_background_errors",
             "errors a background loop survived",

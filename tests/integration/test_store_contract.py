@@ -343,6 +343,15 @@ async def test_reconciliation_items_come_back_when_due_and_are_held(store: Store
     assert await store.due(SHARD, now + 40_000, 30_000, 10) == []
 
 
+async def test_the_reconcilers_are_those_that_passed_within_the_window(store: Store) -> None:
+    now = now_ms()
+    assert await store.reconcilers("a", now - 10_000, 15_000) == ["a"]
+    assert await store.reconcilers("b", now, 15_000) == ["a", "b"]
+    assert await store.reconcilers("b", now + 5_000, 15_000) == ["a", "b"]  # a: 15 s ago
+    assert await store.reconcilers("b", now + 5_001, 15_000) == ["b"]  # a: gone
+    assert await store.reconcilers("a", now + 5_002, 15_000) == ["a", "b"]  # a: back
+
+
 async def test_a_restored_record_never_overwrites_one_in_the_store(store: Store) -> None:
     assert await store.restore(_payment(5, PaymentState.CAPTURED))
     assert not await store.restore(_payment(3, PaymentState.AUTHORIZED))
@@ -365,6 +374,8 @@ async def test_every_redis_key_expires(redis_server: RedisProcess) -> None:
                 lease=Lease("s1", "owner-1", Finish.COMPLETE, RESPONSE),
             )
         )
+        await store.reconcilers("worker-1", now_ms(), 15_000)
+        assert await store.client.exists(keys.RECONCILERS)
         for key in await store.client.keys("*"):
             ttl = await store.client.pttl(key)
             assert 0 < ttl <= 120_000, key

@@ -168,6 +168,15 @@ for _, item in ipairs(items) do redis.call('ZADD', KEYS[1], ARGV[2], item) end
 return items
 """
 
+#: KEYS: reconcilers.  ARGV: member, now_ms, alive_ms, ttl_ms -> the members
+#: that passed within alive_ms of now (this one included; older ones dropped)
+RECONCILERS = """
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. (tonumber(ARGV[2]) - tonumber(ARGV[3])))
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return redis.call('ZRANGE', KEYS[1], 0, -1)
+"""
+
 #: KEYS: doc.  ARGV: version, doc, ttl_ms -> 1 if restored, 0 if one is there already
 RESTORE = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end

@@ -76,6 +76,7 @@ class RedisStore(RedisOutbox):
         self._extend = self.runner.register(scripts.EXTEND_LEASE)
         self._due = self.runner.register(scripts.DUE)
         self._restore = self.runner.register(scripts.RESTORE)
+        self._reconcilers = self.runner.register(scripts.RECONCILERS)
         super().__init__(client, self.runner)
         #: until when (ms) new records are suspect; kept fresh by store.redis.watch
         self.suspect_until_ms = 0
@@ -250,6 +251,15 @@ class RedisStore(RedisOutbox):
             self._due, [keys.unresolved(shard)], [now_ms, now_ms + hold_ms, limit], durable=False
         )
         return [str(ref) for ref in refs]
+
+    async def reconcilers(self, member: str, now_ms: int, alive_ms: int) -> list[str]:
+        members = await self.runner.run(
+            self._reconcilers,
+            [keys.RECONCILERS],
+            [member, now_ms, alive_ms, 2 * alive_ms],
+            durable=False,
+        )
+        return sorted(m.decode() if isinstance(m, bytes) else str(m) for m in members)
 
     async def suspect(self) -> bool:
         return self.suspect_until_ms > time.time() * 1000

@@ -1,0 +1,68 @@
+"""The fleet shares the reconciler's sweep: every shard is swept by one
+member, and a member that stops passing hands its shards to the others."""
+
+from __future__ import annotations
+
+from adapters.base import Operation
+from router.ops.reconciler import ALIVE_PASSES, my_shards, reconcile_once, shards_of
+from router.payments.create import create_payment
+from router.payments.models import CreatePayment
+from router.payments.records import now_ms
+from router.payments.states import PaymentState
+from router.runtime import Runtime
+from router.store.keys import SHARDS, shard_of
+from router.store.memory import MemoryStore
+from tests.helpers import eventually
+from tests.payments.harness import LoseAnswerAndGoDown, ScriptedAdapter, call, runtime
+
+SALE = CreatePayment(amount=1000, currency="EUR", payment_method="tok_visa")
+
+
+async def test_a_reconciler_alone_sweeps_every_shard() -> None:
+    rt = runtime({"a": ScriptedAdapter("a")})
+    assert await my_shards(rt, "only") == tuple(range(SHARDS))
+    assert rt.metrics.reconciler_shards._value.get() == SHARDS
+
+
+async def test_two_reconcilers_sweep_every_shard_once_between_them() -> None:
+    store = MemoryStore()
+    first = runtime({"a": ScriptedAdapter("a")}, store=store)
+    second = runtime({"a": ScriptedAdapter("a")}, store=store)
+    await my_shards(first, "first")
+    mine, theirs = await my_shards(second, "second"), await my_shards(first, "first")
+    assert set(mine).isdisjoint(theirs)
+    assert sorted(mine + theirs) == list(range(SHARDS))
+
+
+def _alive_ms(rt: Runtime) -> int:
+    return int(ALIVE_PASSES * rt.config.reconciler.interval_s * 1000)
+
+
+async def _gone_member_owning(rt: Runtime, shard: int, other: str) -> str:
+    """A member that wins ``shard`` against ``other``, noted as passing now
+    (and never again)."""
+    name = next(f"gone-{n}" for n in range(1000) if shard in shards_of(f"gone-{n}", [other]))
+    await rt.store.reconcilers(name, now_ms(), _alive_ms(rt))
+    return name
+
+
+async def test_an_unknown_payment_on_a_gone_members_shard_is_resolved_by_the_one_left() -> None:
+    acquirer = ScriptedAdapter("a").then(Operation.SALE, LoseAnswerAndGoDown())
+    store = MemoryStore()
+    left = runtime({"a": acquirer}, store=store)
+    unknown = await create_payment(call(left, "k1"), SALE)
+    assert unknown.body["status"] == "unknown"
+    pid = str(unknown.body["id"])
+    acquirer.down = False
+    await _gone_member_owning(left, shard_of(pid), "left")
+
+    # while the other member counts as alive, its shard is not ours to sweep
+    assert await reconcile_once(left, shards=await my_shards(left, "left")) == 0
+    assert (await store.get_payment(pid)).state is PaymentState.UNKNOWN  # type: ignore[union-attr]
+
+    async def one_pass() -> int:
+        return await reconcile_once(left, shards=await my_shards(left, "left"))
+
+    assert await eventually(one_pass, lambda n: n == 1, seconds=10 * _alive_ms(left) / 1000) == 1
+    assert (await store.get_payment(pid)).state is PaymentState.CAPTURED  # type: ignore[union-attr]
+    assert acquirer.charges() == {pid: 1}
