@@ -34,7 +34,7 @@ from router.payments.answers import create_answer, problem_answer
 from router.payments.cards_on_file import stored_credential_of
 from router.payments.claims import Run, claim, held, settle
 from router.payments.context import ApiResult, Call
-from router.payments.journal import Draft, payment_draft
+from router.payments.journal import Draft, payment_draft, ref_of
 from router.payments.lost import recover_lost_payment
 from router.payments.models import CreatePayment
 from router.payments.records import (
@@ -50,6 +50,7 @@ from router.payments.steps import Step, When
 from router.problems import Problem
 from router.routing.rules import route_input
 from router.routing.table import RoutePlan
+from router.runtime import Runtime
 from router.store.ids import Ids
 from router.store.keys import DocKind
 from router.store.protocol import ChangeEvent, Claimed, ClaimRequest, Write
@@ -104,6 +105,16 @@ class CreateIntent:
 
     def query(self, key: str, reference: str | None) -> StatusQuery:
         return StatusQuery(self.operation, self.payment_id, key, reference)
+
+
+def _orphaned_after_ms(rt: Runtime) -> int:
+    """When the reconciler first looks at a payment written ahead: once its
+    owner, alive, would have settled it (the whole deadline, or the lease a
+    retry would wait out), so it meets only the payments of a dead owner
+    nobody retried."""
+    payments = rt.config.payments
+    first_check_s = rt.config.reconciler.first_check_s
+    return int((max(payments.deadline_s, payments.lease_s) + first_check_s) * 1000)
 
 
 def _new_payment(call: Call, request: CreatePayment, payment_id: str, now: int) -> PaymentRecord:
@@ -203,6 +214,7 @@ async def create_payment(call: Call, request: CreatePayment) -> ApiResult:
                 DocKind.PAYMENT, payment_id, 1, str(S.PENDING), None, call.source, now
             ),
             read=((DocKind.PAYMENT, payment_id),),
+            reconcile=(ref_of(proposed), now + _orphaned_after_ms(rt)),
         ),
     )
     if not isinstance(claimed, Claimed):

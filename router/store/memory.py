@@ -143,6 +143,9 @@ class MemoryStore:
                 )
                 if request.create_event is not None:
                     self._append(request.shard, request.create_event, body)
+                if request.reconcile is not None:
+                    ref, due = request.reconcile
+                    self._unresolved.setdefault(request.shard, {})[ref] = due
                 created = True
             idem = _Idem(request.fingerprint, request.resource_id, request.owner)
             idem.lease_until_ms = now + request.lease_ms

@@ -110,6 +110,10 @@ class ClaimRequest:
     #: records to read back with the claim (saves a round trip on a retry)
     read: tuple[tuple[DocKind, str], ...] = ()
     durable: bool = True
+    #: with ``create``: the reconciliation entry (ref, due ms) written with
+    #: it, so a record whose owner dies before settling is still resolved
+    #: when nobody retries (the settle clears or moves it)
+    reconcile: tuple[str, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ the second process resolves the dead one's open attempt where it was sent.
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
 import subprocess
 from collections.abc import AsyncIterator, Callable
@@ -15,11 +16,25 @@ from typing import Any
 
 import aiohttp
 import pytest
+import redis.asyncio as aioredis
 import yaml
 
 from adapters.sandbox.faults import FaultMode, FaultRule
 from adapters.sandbox.server import SandboxServer
-from tests.helpers import DEMO_KEY, charges_by_reference, headers, sha, spawn_router, until
+from router.ops.reconciler import shards_of
+from router.store import keys
+from router.store.ids import Ids
+from router.store.keys import shard_of
+from tests.helpers import (
+    AUTH,
+    DEMO_KEY,
+    charges_by_reference,
+    eventually,
+    headers,
+    sha,
+    spawn_router,
+    until,
+)
 from tests.procs.net import free_port
 from tests.procs.redis import RedisProcess
 
@@ -27,7 +42,7 @@ SALE = {"amount": 4200, "currency": "EUR", "payment_method": "tok_visa"}
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _write_config(path: Path, redis_url: str, sandboxes: list[SandboxServer]) -> Path:
+def _write_config(path: Path, redis_url: str, sandboxes: list[SandboxServer], **extra: Any) -> Path:
     config = {
         "store": {
             "kind": "redis",
@@ -46,6 +61,7 @@ def _write_config(path: Path, redis_url: str, sandboxes: list[SandboxServer]) ->
         },
         "routing": {"default": [s.state.name for s in sandboxes]},
         "payments": {"deadline_s": 1.5, "lease_s": 3, "same_acquirer_replays": 2},
+        **extra,
     }
     path.write_text(yaml.safe_dump(config))
     return path
@@ -125,6 +141,75 @@ async def test_a_router_killed_mid_flight_is_recovered_by_another_without_a_seco
     assert charges_by_reference({"events": a.state.ledger}, {"events": b.state.ledger}) == {
         body["id"]: 1
     }
+
+
+async def _reconcilers(redis: Any, count: int) -> list[str]:
+    """The reconcilers Redis knows, once there are ``count`` of them."""
+
+    async def members() -> list[str]:
+        return sorted(m.decode() for m in await redis.zrange(keys.RECONCILERS, 0, -1))
+
+    return await eventually(members, lambda found: len(found) == count, seconds=20)
+
+
+async def _shares(session: aiohttp.ClientSession, url: str) -> float:
+    async with session.get(f"{url}/metrics") as resp:
+        text = await resp.text()
+    found = re.search(r"^payrouter_reconciler_shards (\S+)$", text, re.MULTILINE)
+    return float(found.group(1)) if found else -1.0
+
+
+async def test_a_killed_routers_shards_are_reconciled_by_the_one_left_with_no_retry(
+    tmp_path: Path,
+    redis_server: RedisProcess,
+    sandbox_factory: Any,
+    start_router: Callable[[Path], Any],
+) -> None:
+    a: SandboxServer = await sandbox_factory("sandbox-a")
+    b: SandboxServer = await sandbox_factory("sandbox-b")
+    config = _write_config(
+        tmp_path / "router.yaml",
+        redis_server.url,
+        [a, b],
+        reconciler={"interval_s": 0.2, "first_check_s": 0},
+    )
+    redis = aioredis.Redis.from_url(redis_server.url)
+    first, first_url = await start_router(config)
+    (first_member,) = await _reconcilers(redis, 1)
+    _, second_url = await start_router(config)
+    both = await _reconcilers(redis, 2)
+    first_shares = shards_of(first_member, both)
+    # a key whose payment lands on a shard the first router sweeps
+    key = next(
+        k
+        for k in (f"orphan-{n}" for n in range(1000))
+        if Ids.shard_of_scope(Ids.scope("demo:test", k)) in first_shares
+    )
+    a.state.faults.replace([FaultRule(mode=FaultMode.TIMEOUT_AFTER_PROCESSING, count=1, hang_s=30)])
+
+    async with aiohttp.ClientSession() as session:
+        in_flight = asyncio.create_task(
+            session.post(f"{first_url}/v1/payments", json=SALE, headers=headers(key))
+        )
+        assert await until(lambda: bool(a.state.ledger), seconds=10)
+        first.send_signal(signal.SIGKILL)
+        await asyncio.to_thread(first.wait, 10)
+        with pytest.raises(aiohttp.ClientError):
+            await in_flight
+        pid = a.state.ledger[0]["reference"]
+        assert shard_of(pid) in first_shares  # not the survivor's until the first is gone
+
+        async def state() -> str | None:
+            async with session.get(f"{second_url}/v1/payments/{pid}", headers=AUTH) as resp:
+                body = await resp.json(content_type=None)
+            return str(body.get("status"))
+
+        # nobody retries: only the survivor's reconciler can settle it
+        assert await eventually(state, lambda s: s == "captured", seconds=30) == "captured"
+        assert await _shares(session, second_url) == 64
+    await redis.aclose()
+    assert b.state.requests_seen == 0
+    assert charges_by_reference({"events": a.state.ledger}, {"events": b.state.ledger}) == {pid: 1}
 
 
 async def test_a_router_frozen_past_its_lease_cannot_write_when_it_thaws(

@@ -343,6 +343,20 @@ async def test_reconciliation_items_come_back_when_due_and_are_held(store: Store
     assert await store.due(SHARD, now + 40_000, 30_000, 10) == []
 
 
+async def test_a_record_written_ahead_is_scheduled_for_the_reconciler_in_the_same_step(
+    store: Store,
+) -> None:
+    """So a record whose owner dies before settling is looked at with nobody retrying."""
+    now = now_ms()
+    assert isinstance(await store.claim(_claim(reconcile=(f"payment:{PID}", now - 1))), Claimed)
+    assert await store.due(SHARD, now, 30_000, 10) == [f"payment:{PID}"]
+    # a claim that finds the record there already schedules nothing
+    await store.commit(Commit(shard=SHARD, reconcile=((f"payment:{PID}", None),)))
+    again = _claim("owner-2", scope="s2", reconcile=(f"payment:{PID}", now - 1))
+    assert isinstance(await store.claim(again), Claimed)
+    assert await store.due(SHARD, now, 30_000, 10) == []
+
+
 async def test_the_reconcilers_are_those_that_passed_within_the_window(store: Store) -> None:
     now = now_ms()
     assert await store.reconcilers("a", now - 10_000, 15_000) == ["a"]

@@ -16,13 +16,19 @@ import pytest
 
 from adapters.base import Operation
 from adapters.errors import NotProcessed
+from router.ops.reconciler import reconcile_once
 from router.payments.context import ApiResult
 from router.payments.create import create_payment
 from router.payments.follow_on import capture_payment, void_payment
 from router.payments.models import CreatePayment, CreateRefund
+from router.payments.records import now_ms
 from router.payments.refunds import refund_payment
+from router.payments.states import PaymentState
 from router.payments.steps import SimulatedCrash, Step, When
 from router.runtime import Runtime
+from router.store.keys import shard_of
+from router.store.memory import MemoryStore
+from tests.helpers import eventually
 from tests.payments.harness import Clock, CountingStore, CrashAt, ScriptedAdapter, call, runtime
 
 SALE = CreatePayment(amount=1000, currency="EUR", payment_method="tok_visa")
@@ -125,3 +131,71 @@ async def test_an_owner_killed_at_any_step_is_finished_by_the_next_one(
     assert payment is not None
     assert payment.open_attempt() is None
     assert payment.open_operation() is None
+
+
+#: the steps of a create after which its record exists (a crash before the
+#: claim leaves nothing behind), and whether the money had moved by then
+ORPHANS = [
+    pytest.param(scenario, step, when, charged, id=f"{scenario.name}-{when}-{step}")
+    for scenario in SCENARIOS
+    if scenario.operation.creates
+    for step in scenario.steps
+    for when in When
+    if (step, when) != (Step.CLAIM, When.BEFORE)
+    for charged in [step is Step.SETTLE or (step, when) == (Step.CALL, When.AFTER)]
+]
+
+
+@pytest.mark.parametrize(("scenario", "step", "when", "charged"), ORPHANS)
+async def test_an_owner_killed_with_nobody_retrying_is_settled_by_the_reconciler_if_money_moved(
+    scenario: Scenario, step: Step, when: When, charged: bool
+) -> None:
+    """Money that moved is found without a retry; a payment the acquirer never
+    got stays pending and watched (its owner may only be frozen, and send
+    yet), for a retry to resume where it was sent."""
+    a, b = ScriptedAdapter("a"), ScriptedAdapter("b")
+    if scenario.name == "sale-after-failover":
+        a.then(Operation.SALE, NotProcessed("a", "connect_failed"))
+    store = MemoryStore()
+    quick = {"payments": {"deadline_s": 0.2, "lease_s": 0.2}}
+    crash = CrashAt(scenario.operation, step, when)
+    dying = runtime({"a": a, "b": b}, store=store, hooks=crash, **quick)
+    survivor = runtime({"a": a, "b": b}, store=store, **quick)
+    orphan = call(dying, "op")
+    payment_id = dying.ids.payment_id(orphan.tenant, "op", dying.ids.epoch(now_ms()))
+
+    with pytest.raises(SimulatedCrash):
+        await create_payment(orphan, SALE)
+    assert crash.fired
+    first_look = store.scheduled(shard_of(payment_id)).get(f"payment:{payment_id}")
+
+    async def after_a_pass() -> tuple[PaymentState | None, int | None]:
+        await reconcile_once(survivor)
+        payment = await store.get_payment(payment_id)
+        looked = store.scheduled(shard_of(payment_id)).get(f"payment:{payment_id}")
+        return (payment.state if payment else None), looked
+
+    def settled_or_looked_at(seen: tuple[PaymentState | None, int | None]) -> bool:
+        state, looked = seen
+        return state is PaymentState.CAPTURED if charged else looked != first_look
+
+    state, looked = await eventually(after_a_pass, settled_or_looked_at, seconds=5)
+    if charged:
+        assert (state, looked) == (PaymentState.CAPTURED, None)
+        assert a.charges() + b.charges() == {payment_id: 1}
+    else:
+        assert state is PaymentState.PENDING  # watched, not given up
+        assert looked is not None
+        assert looked != first_look
+        assert a.charges() + b.charges() == {}
+
+        async def retry() -> ApiResult:
+            return await create_payment(call(survivor, "op"), SALE)
+
+        retried = await eventually(retry, lambda r: r.status != 409, seconds=5)  # lease over
+        assert (retried.status, retried.body["id"], retried.body["status"]) == (
+            201,
+            payment_id,
+            "captured",
+        )
+        assert a.charges() + b.charges() == {payment_id: 1}

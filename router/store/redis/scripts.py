@@ -16,9 +16,10 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
 
-#: KEYS: idem, outbox, create-doc (or placeholder), read-docs...
+#: KEYS: idem, outbox, create-doc (or placeholder), unresolved, read-docs...
 #: ARGV: fp, owner, lease_ms, rid, idem_ttl_ms, create_version ('' = none),
-#:       create_doc, doc_ttl_ms, create_event ('' = none)
+#:       create_doc, doc_ttl_ms, create_event ('' = none),
+#:       reconcile_ref ('' = none), reconcile_due
 #: -> {'claimed', rid, fresh, created, taken_over, {docs}} | {'replay', resp}
 #:    | {'busy', ms} | {'mismatch'}
 #: A doc this claim created comes back as '': the caller holds it already.
@@ -27,7 +28,7 @@ CLAIM = (
     + """
 local function docs(created)
   local out = {}
-  for i = 4, #KEYS do
+  for i = 5, #KEYS do
     if created == '1' and KEYS[i] == KEYS[3] then
       out[#out + 1] = ''
     else
@@ -45,6 +46,10 @@ if not rec[1] then
     if ARGV[9] ~= '' then
       redis.call('XADD', KEYS[2], '*', 'e', ARGV[9], 'd', ARGV[7])
       redis.call('PEXPIRE', KEYS[2], ARGV[8])
+    end
+    if ARGV[10] ~= '' then
+      redis.call('ZADD', KEYS[4], ARGV[11], ARGV[10])
+      redis.call('PEXPIRE', KEYS[4], ARGV[8])
     end
     created = '1'
   end

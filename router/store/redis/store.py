@@ -131,6 +131,7 @@ class RedisStore(RedisOutbox):
                 keys.idem(request.shard, request.scope),
                 keys.outbox(request.shard),
                 create_key or keys.placeholder(request.shard),
+                keys.unresolved(request.shard),
                 *read_keys,
             ],
             [
@@ -143,6 +144,7 @@ class RedisStore(RedisOutbox):
                 doc,
                 self.record_ttl_ms,
                 request.create_event.dump() if request.create_event else "",
+                *(request.reconcile or ("", "")),
             ],
             durable=request.durable,
         )
