@@ -157,10 +157,10 @@ async def test_an_owner_killed_with_nobody_retrying_is_settled_by_the_reconciler
     if scenario.name == "sale-after-failover":
         a.then(Operation.SALE, NotProcessed("a", "connect_failed"))
     store = MemoryStore()
-    quick = {"payments": {"deadline_s": 0.2, "lease_s": 0.2}}
+    quick = {"deadline_s": 0.2, "lease_s": 0.2}
     crash = CrashAt(scenario.operation, step, when)
-    dying = runtime({"a": a, "b": b}, store=store, hooks=crash, **quick)
-    survivor = runtime({"a": a, "b": b}, store=store, **quick)
+    dying = runtime({"a": a, "b": b}, store=store, hooks=crash, payments=quick)
+    survivor = runtime({"a": a, "b": b}, store=store, payments=quick)
     orphan = call(dying, "op")
     payment_id = dying.ids.payment_id(orphan.tenant, "op", dying.ids.epoch(now_ms()))
 
