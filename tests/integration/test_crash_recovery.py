@@ -22,6 +22,7 @@ import yaml
 from adapters.sandbox.faults import FaultMode, FaultRule
 from adapters.sandbox.server import SandboxServer
 from router.ops.reconciler import shards_of
+from router.payments.context import Caller
 from router.store import keys
 from router.store.ids import Ids
 from router.store.keys import shard_of
@@ -174,16 +175,19 @@ async def test_a_killed_routers_shards_are_reconciled_by_the_one_left_with_no_re
         reconciler={"interval_s": 0.2, "first_check_s": 0},
     )
     redis = aioredis.Redis.from_url(redis_server.url)
-    first, first_url = await start_router(config)
-    (first_member,) = await _reconcilers(redis, 1)
-    _, second_url = await start_router(config)
-    both = await _reconcilers(redis, 2)
+    try:
+        first, first_url = await start_router(config)
+        (first_member,) = await _reconcilers(redis, 1)
+        _, second_url = await start_router(config)
+        both = await _reconcilers(redis, 2)
+    finally:
+        await redis.aclose()
     first_shares = shards_of(first_member, both)
     # a key whose payment lands on a shard the first router sweeps
     key = next(
         k
         for k in (f"orphan-{n}" for n in range(1000))
-        if Ids.shard_of_scope(Ids.scope("demo:test", k)) in first_shares
+        if Ids.shard_of_scope(Ids.scope(Caller("demo").tenant, k)) in first_shares
     )
     a.state.faults.replace([FaultRule(mode=FaultMode.TIMEOUT_AFTER_PROCESSING, count=1, hang_s=30)])
 
@@ -207,7 +211,6 @@ async def test_a_killed_routers_shards_are_reconciled_by_the_one_left_with_no_re
         # nobody retries: only the survivor's reconciler can settle it
         assert await eventually(state, lambda s: s == "captured", seconds=30) == "captured"
         assert await _shares(session, second_url) == 64
-    await redis.aclose()
     assert b.state.requests_seen == 0
     assert charges_by_reference({"events": a.state.ledger}, {"events": b.state.ledger}) == {pid: 1}
 
