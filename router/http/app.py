@@ -39,6 +39,7 @@ from router.http.keys import (
     METRICS,
     RELOADER,
     RUNTIME,
+    SHARE,
     TRACING,
     Lifecycle,
 )
@@ -50,7 +51,7 @@ from router.ops.background import Loops, background_ctx
 from router.ops.build import build_runtime, build_store, embedded_vault_key, open_ledger
 from router.ops.fleet import Member, fleet_loop
 from router.ops.maintenance import maintenance_loop
-from router.ops.reconciler import reconciler_loop
+from router.ops.reconciler import Share, reconciler_loop
 from router.ops.reload import ConfigReloader, reloading
 from router.payments.steps import NO_HOOKS, Hooks
 from router.routing.health import health_loop
@@ -194,7 +195,7 @@ def _health(app: web.Application) -> Any:
 
 
 def _reconciler(app: web.Application) -> Any:
-    return reconciler_loop(functools.partial(_current, app), app[FLEET].instance)
+    return reconciler_loop(functools.partial(_current, app), app[FLEET].instance, app[SHARE])
 
 
 def _drainer(app: web.Application) -> Any:
@@ -211,7 +212,7 @@ def _drain_backlog(app: web.Application) -> Any:
 
 
 def _maintenance(app: web.Application) -> Any:
-    return maintenance_loop(functools.partial(_current, app))
+    return maintenance_loop(functools.partial(_current, app), app[SHARE])
 
 
 def _webhooks(app: web.Application) -> Any:
@@ -270,6 +271,7 @@ def create_app(
     app[METRICS] = Metrics()
     app[LOOPS] = Loops()
     app[FLEET] = Member()
+    app[SHARE] = Share()
     app[LIFECYCLE] = Lifecycle()
     app[TRACING] = Tracing(tracer_provider or _tracer_provider(config))
     app[METRICS].watch(lambda: app[RUNTIME].current if RUNTIME in app else None)

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from router.ledger.drainer import DrainStatus
     from router.ops.background import Loops
     from router.ops.fleet import Member
+    from router.ops.reconciler import Share
     from router.ops.reload import ConfigReloader
     from router.runtime import RuntimeHolder
     from router.telemetry.metrics import Metrics
@@ -37,6 +38,8 @@ DELIVERIES: web.AppKey[DeliveryQueue] = web.AppKey("webhook_deliveries")
 DRAIN: web.AppKey[DrainStatus] = web.AppKey("ledger_drain")
 TRACING: web.AppKey[Tracing] = web.AppKey("tracing")
 FLEET: web.AppKey[Member] = web.AppKey("fleet_member")
+#: the shards this worker sweeps and trims (the reconciler keeps it current)
+SHARE: web.AppKey[Share] = web.AppKey("fleet_share")
 
 
 @dataclass

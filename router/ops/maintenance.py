@@ -8,7 +8,10 @@
   for a config change that adds one to reach every instance -- and then go.
 - The system of record forgets settled payments older than its retention.
 
-Both are idempotent, so every instance may run them.
+Both are idempotent, so every instance may run them.  The fleet shares the
+trim as it shares the reconciler's sweep: each worker trims the outboxes of
+the shards its reconciler sweeps (:class:`router.ops.reconciler.Share`), so
+an idle fleet does not trim every outbox once per worker.
 """
 
 from __future__ import annotations
@@ -16,11 +19,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from router.ledger.drainer import GROUP as LEDGER_GROUP
 from router.ledger.protocol import LedgerError
+from router.ops.reconciler import Share
 from router.runtime import Runtime
+from router.store.keys import ALL_SHARDS
 from router.store.protocol import StoreUnavailable
 from router.webhooks.outbound import GROUP as WEBHOOK_GROUP
 
@@ -42,8 +47,8 @@ def consumer_groups(rt: Runtime) -> list[str]:
     return [*groups, LEDGER_GROUP] if rt.ledger is not None else groups
 
 
-async def trim_once(rt: Runtime) -> int:
-    return await rt.outbox.trim(consumer_groups(rt), unread_keep_ms=UNREAD_KEEP_MS)
+async def trim_once(rt: Runtime, shards: Sequence[int] = ALL_SHARDS) -> int:
+    return await rt.outbox.trim(consumer_groups(rt), unread_keep_ms=UNREAD_KEEP_MS, shards=shards)
 
 
 async def purge_once(rt: Runtime, now_ms: int) -> int:
@@ -52,12 +57,12 @@ async def purge_once(rt: Runtime, now_ms: int) -> int:
     return await rt.ledger.purge(now_ms - rt.config.ledger.retention_days * DAY_MS)
 
 
-async def maintenance_loop(current: Callable[[], Runtime]) -> None:
+async def maintenance_loop(current: Callable[[], Runtime], share: Share) -> None:
     last_purge = float("-inf")
     while True:
         rt = current()
         try:
-            await trim_once(rt)
+            await trim_once(rt, share.shards)
             if time.monotonic() - last_purge >= PURGE_EVERY_S:
                 purged = await purge_once(rt, int(time.time() * 1000))
                 last_purge = time.monotonic()

@@ -34,6 +34,7 @@ import functools
 import hashlib
 import logging
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 
 from adapters.base import AcquirerResult, ResultStatus, StatusQuery
 from adapters.errors import AcquirerError
@@ -51,7 +52,7 @@ from router.payments.records import (
 from router.payments.states import PaymentState
 from router.routing.acquirers import invoke
 from router.runtime import Runtime
-from router.store.keys import SHARDS, DocKind, shard_of
+from router.store.keys import ALL_SHARDS, SHARDS, DocKind, shard_of
 from router.store.protocol import Commit, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -250,6 +251,16 @@ def shards_of(member: str, members: Sequence[str]) -> tuple[int, ...]:
     return _shares(member, frozenset(members) | {member})
 
 
+@dataclass
+class Share:
+    """The shards this member sweeps, as its reconciler last saw the fleet;
+    the outbox trim (router.ops.maintenance) follows it.  Every shard until
+    the first pass, and the last view while the store cannot give a new one:
+    a shard swept twice costs a few commands, a shard nobody sweeps grows."""
+
+    shards: tuple[int, ...] = ALL_SHARDS
+
+
 async def my_shards(rt: Runtime, member: str) -> tuple[int, ...]:
     """Note this pass, and the shards that are this member's to sweep now."""
     alive_ms = int(ALIVE_PASSES * rt.config.reconciler.interval_s * 1000)
@@ -296,12 +307,13 @@ async def _reconcile(rt: Runtime, ref: str) -> bool:
     return False
 
 
-async def reconciler_loop(current: Callable[[], Runtime], member: str) -> None:
+async def reconciler_loop(current: Callable[[], Runtime], member: str, share: Share) -> None:
     while True:
         rt = current()
         await asyncio.sleep(rt.config.reconciler.interval_s)
         try:
-            count = await reconcile_once(rt, shards=await my_shards(rt, member))
+            share.shards = await my_shards(rt, member)
+            count = await reconcile_once(rt, shards=share.shards)
             if count:
                 log.info("reconciler resolved %d item(s)", count)
         except StoreUnavailable:

@@ -20,6 +20,8 @@ import zlib
 
 PREFIX = "pr"
 SHARDS = 64  # divides 256, so two hex digits spread evenly
+#: every shard, in order (what one instance alone is responsible for)
+ALL_SHARDS = tuple(range(SHARDS))
 
 
 class DocKind(enum.StrEnum):

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from router.payments.records import PaymentRecord, Record, RefundRecord, StoredResponse
 from router.store import keys
-from router.store.keys import SHARDS, DocKind
+from router.store.keys import ALL_SHARDS, SHARDS, DocKind
 from router.store.protocol import (
     AlreadySeen,
     Busy,
@@ -380,12 +380,15 @@ class MemoryStore:
         for shard in range(SHARDS):
             self._group(shard, group)
 
-    async def trim(self, groups: Sequence[str], *, unread_keep_ms: int) -> int:
+    async def trim(
+        self, groups: Sequence[str], *, unread_keep_ms: int, shards: Sequence[int] = ALL_SHARDS
+    ) -> int:
+        wanted = set(shards)
         if not groups:
-            return self._trim_older(self._now_ms() - unread_keep_ms)
+            return self._trim_older(self._now_ms() - unread_keep_ms, wanted)
         removed = 0
         for shard, stream in self._streams.items():
-            if any((shard, g) not in self._groups for g in groups):
+            if shard not in wanted or any((shard, g) not in self._groups for g in groups):
                 continue
             states = [self._groups[(shard, g)] for g in groups]
             keep = min(
@@ -398,9 +401,11 @@ class MemoryStore:
                 removed += keep
         return removed
 
-    def _trim_older(self, before_ms: int) -> int:
+    def _trim_older(self, before_ms: int, shards: set[int]) -> int:
         removed = 0
-        for stream in self._streams.values():
+        for shard, stream in self._streams.items():
+            if shard not in shards:
+                continue
             old = sum(1 for eid, _, _ in stream if int(eid.partition("-")[0]) < before_ms)
             del stream[:old]
             removed += old

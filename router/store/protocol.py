@@ -28,7 +28,7 @@ from typing import Protocol
 import orjson
 
 from router.payments.records import PaymentRecord, Record, RefundRecord, Source, StoredResponse
-from router.store.keys import DocKind
+from router.store.keys import ALL_SHARDS, DocKind
 
 
 class StoreUnavailable(Exception):
@@ -306,9 +306,11 @@ class Outbox(Protocol):
         each record expire after the hot window (unless it changed since)."""
         ...
 
-    async def trim(self, groups: Sequence[str], *, unread_keep_ms: int) -> int:
-        """Forget entries every one of ``groups`` has acknowledged; a shard
-        where one of them does not exist yet is left whole.  With no group
-        (no consumer configured), forget what is older than ``unread_keep_ms``.
-        Returns how many."""
+    async def trim(
+        self, groups: Sequence[str], *, unread_keep_ms: int, shards: Sequence[int] = ALL_SHARDS
+    ) -> int:
+        """Forget entries every one of ``groups`` has acknowledged, in the
+        outboxes of ``shards``; a shard where one of them does not exist yet
+        is left whole.  With no group (no consumer configured), forget what is
+        older than ``unread_keep_ms``.  Returns how many."""
         ...

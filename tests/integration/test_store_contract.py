@@ -315,6 +315,19 @@ async def test_the_outbox_is_trimmed_only_of_what_every_group_acknowledged(store
     assert [e.event.version for e in left] == [2]
 
 
+async def test_the_outbox_is_trimmed_only_in_the_shards_asked(store: Store) -> None:
+    await _two_events(store)
+    read = await store.read("ledger", "c1", 10, 0)
+    await store.ack("ledger", read)
+    others = tuple(s for s in range(keys.SHARDS) if s != SHARD)
+    assert await store.trim(["ledger"], unread_keep_ms=0, shards=others) == 0
+    assert await store.trim([], unread_keep_ms=-60_000, shards=others) == 0
+    assert await store.trim([], unread_keep_ms=-60_000, shards=()) == 0
+    assert [e.event.version for e in await store.read("a-new-group", "c1", 10, 0)] == [1, 2]
+    assert await store.trim(["ledger"], unread_keep_ms=0, shards=(SHARD,)) == 2
+    assert await store.read("another-group", "c1", 10, 0) == []
+
+
 async def test_with_no_group_configured_the_outbox_keeps_only_recent_entries(
     store: Store,
 ) -> None:

@@ -22,7 +22,7 @@ import redis.exceptions as rexc
 from redis.asyncio.cluster import RedisCluster
 
 from router.store import keys
-from router.store.keys import SHARDS, DocKind
+from router.store.keys import ALL_SHARDS, SHARDS, DocKind
 from router.store.protocol import ChangeEvent, OutboxEntry
 from router.store.redis import scripts
 from router.store.redis.client import ScriptRunner, redis_boundary
@@ -160,14 +160,18 @@ class RedisOutbox:
                 durable=False,
             )
 
-    async def trim(self, groups: Sequence[str], *, unread_keep_ms: int) -> int:
+    async def trim(
+        self, groups: Sequence[str], *, unread_keep_ms: int, shards: Sequence[int] = ALL_SHARDS
+    ) -> int:
         """Per shard: drop what precedes the oldest entry any group still needs
         (with no group: what is older than ``unread_keep_ms`` on Redis's clock,
         which also stamps the entry ids)."""
         removed = 0
+        if not shards:
+            return removed
         async with redis_boundary():
             horizon = None if groups else await self._ms_ago(unread_keep_ms)
-            for shard in range(SHARDS):
+            for shard in shards:
                 keep_from = horizon or await self._oldest_needed(shard, groups)
                 if keep_from is not None:
                     removed += int(
