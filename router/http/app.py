@@ -262,7 +262,7 @@ def create_app(
     ``background=False`` leaves out the background loops; ``hooks`` are the
     crash points of the crash-point tests."""
     app = web.Application(
-        middlewares=[middleware.observe, middleware.problems],
+        middlewares=[middleware.observe],
         client_max_size=config.server.max_body_bytes,
     )
     logs.stamp_request_ids()

@@ -1,11 +1,13 @@
-"""The two middlewares every request passes.
+"""The middleware every request passes, and the failure mapping inside it.
 
-``observe`` (outermost): request id, input limits, metrics and one access
-log line.  ``problems``: every failure becomes problem+json -- a Problem as
+``observe``: request id, input limits, metrics and one access log line,
+around :func:`answered`: every failure becomes problem+json -- a Problem as
 itself, an unreachable store as 503 with Retry-After, anything unexpected as
 a 500 whose details go to the log, never to the caller.  A client that went
 away mid-request is counted as 499 (nginx's "client closed request"), not
-as our error.
+as our error.  One middleware, not two: each layer aiohttp wraps around a
+handler is one more step every payment runs.  ``problems`` is the mapping
+alone, for an application that does not observe (the metrics listener).
 """
 
 from __future__ import annotations
@@ -66,7 +68,7 @@ async def observe(request: web.Request, handler: Any) -> web.StreamResponse:
     try:
         with request.app[TRACING].request(method, route, request.headers) as span:
             refused = _limits(request)
-            response = problem_response(refused) if refused else await handler(request)
+            response = problem_response(refused) if refused else await answered(request, handler)
             tracing.note(span, **{"http.response.status_code": response.status}, **noted)
             if response.status >= 500:
                 tracing.failed(span, str(noted.get("problem") or response.status))
@@ -99,6 +101,11 @@ async def observe(request: web.Request, handler: Any) -> web.StreamResponse:
 
 @web.middleware
 async def problems(request: web.Request, handler: Any) -> web.StreamResponse:
+    return await answered(request, handler)
+
+
+async def answered(request: web.Request, handler: Any) -> web.StreamResponse:
+    """The handler's response, or the problem+json its failure becomes."""
     try:
         response: web.StreamResponse = await handler(request)
         return response

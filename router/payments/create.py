@@ -185,7 +185,7 @@ async def create_payment(call: Call, request: CreatePayment) -> ApiResult:
             ineligible=refused,
         )
     )
-    payment_id = rt.ids.payment_id(call.tenant, call.idempotency_key, rt.ids.epoch(now))
+    payment_id = rt.ids.payment_id(call.tenant, call.idempotency_key, rt.ids.epoch(now), scope)
     intent = CreateIntent(payment_id, request, credentials, stored)
     if await rt.store.suspect():
         payment_id, plan = await recover_lost_payment(call, intent, plan)

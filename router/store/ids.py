@@ -68,9 +68,12 @@ class Ids:
     def shard_of_scope(scope: str) -> int:
         return shard_of_hex(scope)
 
-    def payment_id(self, tenant: str, idempotency_key: str, epoch: int) -> str:
-        scope = self.scope(tenant, idempotency_key)
-        return self._id("pay", scope, "payment", tenant, idempotency_key, str(epoch))
+    def payment_id(
+        self, tenant: str, idempotency_key: str, epoch: int, scope: str | None = None
+    ) -> str:
+        """``scope``: the key's :meth:`scope`, when the caller has it already."""
+        shard_hex = scope or self.scope(tenant, idempotency_key)
+        return self._id("pay", shard_hex, "payment", tenant, idempotency_key, str(epoch))
 
     def child_id(
         self, prefix: str, tenant: str, idempotency_key: str, parent_id: str, epoch: int

@@ -14,6 +14,7 @@ DAY_MS = 86_400_000
 def test_payment_ids_acquirer_keys_and_fingerprints_never_change_between_releases() -> None:
     ids = Ids(SECRET, DAY_MS)
     assert ids.payment_id("t", "k", 5) == "pay_d63b056799a37269897ae001"
+    assert ids.payment_id("t", "k", 5, Ids.scope("t", "k")) == "pay_d63b056799a37269897ae001"
     assert ids.acquirer_key("pay_x", "sale", "a") == (
         "pr_9bc648449a0d93cab249e5f76de341b65de11430e5d071c5"
     )
