@@ -170,3 +170,35 @@ def test_a_card_number_is_found_exactly_when_some_key_or_value_holds_one(value: 
 def test_a_text_shorter_than_a_card_number_never_holds_one(text: str) -> None:
     assert contains_pan(text) is False
     assert _naive(text) is False
+
+
+_header_text = st.lists(
+    st.sampled_from([VISA, "4242 4242", "4242-", "-4242", "1234567890123", "a", " ", "."]),
+    max_size=4,
+).map("".join)
+_header_names = st.sampled_from(
+    ["X-Note", "X-Request-Id", "4242424242", "X-4242-4242", f"X-{VISA}"]
+)
+
+
+@given(st.lists(st.tuples(_header_names, _header_text), max_size=5))
+def test_the_headers_are_refused_exactly_when_one_name_or_value_holds_a_card_number(
+    headers: list[tuple[str, str]],
+) -> None:
+    """Every header name and value is searched on its own: the first that
+    holds a card number is named, and X-Request-Id is reminted, not refused."""
+    from aiohttp.test_utils import make_mocked_request
+    from multidict import CIMultiDict
+
+    from router.http.inputs import _pan_around
+
+    request = make_mocked_request("POST", "/v1/payments", headers=CIMultiDict(headers))
+    expected = next(
+        (
+            "a header name" if contains_pan(name) else f"the {name} header"
+            for name, value in headers
+            if name.lower() != "x-request-id" and (contains_pan(name) or contains_pan(value))
+        ),
+        None,
+    )
+    assert _pan_around(request) == expected
