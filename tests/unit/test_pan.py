@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import uuid
 
 import orjson
@@ -202,3 +203,15 @@ def test_the_headers_are_refused_exactly_when_one_name_or_value_holds_a_card_num
         None,
     )
     assert _pan_around(request) == expected
+
+
+_OLD_LONG_RUN = re.compile(rf"[0-9](?:[ .\-]?[0-9]){{{MIN_DIGITS - 1}}}")
+
+
+@given(st.text(alphabet="0123456789 .-ab_", max_size=60))
+def test_the_long_run_prefilter_finds_what_the_plain_pattern_finds(text: str) -> None:
+    """The atomic, possessive form of the scan is the same search as the plain one."""
+    from router.pan import LONG_RUN
+
+    found, plain = LONG_RUN.search(text), _OLD_LONG_RUN.search(text)
+    assert (found and found.span()) == (plain and plain.span())
