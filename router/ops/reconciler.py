@@ -270,9 +270,7 @@ async def my_shards(rt: Runtime, member: str) -> tuple[int, ...]:
     return shards
 
 
-async def reconcile_once(
-    rt: Runtime, limit: int = 100, shards: Iterable[int] = range(SHARDS)
-) -> int:
+async def reconcile_once(rt: Runtime, limit: int = 100, shards: Iterable[int] = ALL_SHARDS) -> int:
     """One pass over what is due in ``shards``; returns how many items were resolved."""
     resolved = seen = 0
     hold_ms = int(max(rt.config.reconciler.interval_s * 4, 30) * 1000)
