@@ -17,10 +17,11 @@ Client = TestClient[Any, Any]
 SALE = {"amount": 1299, "currency": "EUR", "payment_method": "tok_visa"}
 
 
-def _redis_config(url: str, *sandboxes: SandboxServer) -> Any:
+def _redis_config(url: str, *sandboxes: SandboxServer, **sections: Any) -> Any:
     return make_config(
         {s.state.name: s.url for s in sandboxes},
         store={"kind": "redis", "url": url, "op_timeout_s": 0.5},
+        **sections,
     )
 
 
@@ -88,7 +89,11 @@ async def test_a_redis_restart_mid_run_loses_no_payment_and_charges_none_twice(
     two_sandboxes: tuple[SandboxServer, SandboxServer],
 ) -> None:
     a, b = two_sandboxes
-    client = await router_factory(_redis_config(redis_server.url, a, b))
+    # a request whose answer could not be recorded while Redis was down could
+    # not release its claim either: its retries get 409 until the lease runs
+    # out, so the lease is short enough for the callers' patience (10 s)
+    config = _redis_config(redis_server.url, a, b, payments={"lease_s": 2})
+    client = await router_factory(config)
     await client.session.put(
         f"{a.url}/_sandbox/faults", json=[{"mode": "latency", "latency_ms": 20}]
     )
