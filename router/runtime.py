@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from router.config import Config
 from router.ledger.protocol import Ledger
 from router.payments.steps import NO_HOOKS, Hooks
+from router.payments.stranded import StrandedClaims
 from router.routing.acquirers import Acquirer
 from router.routing.table import RoutingTable
 from router.store.ids import Ids
@@ -37,6 +38,8 @@ class Runtime:
     #: the system of record; None: records live store.record_ttl_s in the store only
     ledger: Ledger | None = None
     version: str = "initial"
+    #: closing writes of claims the store could not take, retried in the background
+    stranded: StrandedClaims = field(default_factory=StrandedClaims)
 
     @property
     def lease_ms(self) -> int:

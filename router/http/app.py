@@ -54,6 +54,7 @@ from router.ops.maintenance import maintenance_loop
 from router.ops.reconciler import Share, reconciler_loop
 from router.ops.reload import ConfigReloader, reloading
 from router.payments.steps import NO_HOOKS, Hooks
+from router.payments.stranded import stranded_loop
 from router.routing.health import health_loop
 from router.runtime import Runtime, RuntimeHolder
 from router.store.memory import MemoryStore
@@ -230,6 +231,10 @@ async def _store_watch_ctx(app: web.Application) -> AsyncIterator[None]:
     await app[LOOPS].stop("store-watch")
 
 
+def _stranded(app: web.Application) -> Any:
+    return stranded_loop(functools.partial(_current, app))
+
+
 def _fleet(app: web.Application) -> Any:
     return fleet_loop(app[FLEET], functools.partial(_current, app), lambda: app.get(RELOADER))
 
@@ -285,6 +290,7 @@ def create_app(
             background_ctx("webhooks", _loops, _webhooks),
             background_ctx("maintenance", _loops, _maintenance),
             background_ctx("fleet", _loops, _fleet),
+            background_ctx("stranded-claims", _loops, _stranded),
             _store_watch_ctx,
         ]
         if config.ledger is not None:

@@ -22,6 +22,7 @@ from router.ledger.memory import MemoryLedger
 from router.ledger.postgres.ledger import PostgresLedger
 from router.ledger.protocol import Ledger
 from router.payments.steps import NO_HOOKS, Hooks
+from router.payments.stranded import StrandedClaims
 from router.routing.acquirers import Acquirer
 from router.routing.breakers import AcquirerBreaker
 from router.routing.health import AcquirerHealth
@@ -172,4 +173,5 @@ def build_runtime(
         hooks=previous.hooks if previous else hooks,
         version=config_version(config),
         ledger=previous.ledger if previous else ledger,
+        stranded=previous.stranded if previous else StrandedClaims(),
     )

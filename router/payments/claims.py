@@ -9,9 +9,13 @@ decides what happens to the record on the way out:
 * an answer that will change (pending, unknown, any retryable refusal) is
   returned but never stored: the lease is released, so the caller's retry
   learns what really happened (resolving an open attempt first);
-* anything else (a crash, a store outage, cancellation) releases the lease
-  if it can; the records keep their journal, so the next owner resolves
-  whatever was in flight at the same acquirer with the same key.
+* anything else (a crash, a store outage, cancellation) releases the lease;
+  the records keep their journal, so the next owner resolves whatever was
+  in flight at the same acquirer with the same key.
+
+A closing write the store cannot take (it is out) is tried again in the
+background until the lease would lapse anyway (:mod:`router.payments.stranded`),
+so a caller's retry after a store outage is not refused for a whole lease.
 """
 
 from __future__ import annotations
@@ -140,6 +144,11 @@ async def claim(call: Call, operation: Operation, request: ClaimRequest) -> Clai
         # claim back so the caller's retry need not wait out the lease
         await release(Run(call, request.scope, request.shard, request.resource_id))
         raise
+    except StoreUnavailable:
+        # taken, perhaps, before the reply was lost: given back once the store is back
+        run = Run(call, request.scope, request.shard, request.resource_id)
+        _strand(run, Lease(run.scope, call.owner, Finish.RELEASE))
+        raise
     hooks.at(operation, Step.CLAIM, When.AFTER)
     if isinstance(outcome, Replay):
         return replayed(outcome.response)
@@ -168,27 +177,31 @@ async def claim(call: Call, operation: Operation, request: ClaimRequest) -> Clai
 async def finish(run: Run, result: ApiResult) -> None:
     """Store a final answer that changed no record, or release for a retryable
     one.  Best effort: if the store cannot take it, the answer still goes out
-    (a retry computes it again) and the lease expires on its own."""
-    try:
-        await run.call.rt.store.commit(
-            Commit(shard=run.shard, lease=run.lease(result), durable=False)
-        )
-    except (StoreUnavailable, LeaseLost) as exc:
-        log.warning("could not finish the claim on %s (%s)", run.scope[:12], exc)
+    (a retry computes it again) and the write is tried again in the
+    background (:mod:`router.payments.stranded`)."""
+    await _close(run, run.lease(result))
 
 
 async def release(run: Run) -> None:
     """Give the claim back; the records keep their journal for the next owner."""
+    await _close(run, Lease(run.scope, run.call.owner, Finish.RELEASE))
+
+
+async def _close(run: Run, lease: Lease) -> None:
     try:
-        await run.call.rt.store.commit(
-            Commit(
-                shard=run.shard,
-                lease=Lease(run.scope, run.call.owner, Finish.RELEASE),
-                durable=False,
-            )
-        )
-    except (StoreUnavailable, LeaseLost):
-        log.warning("could not release the claim on %s; its lease will expire", run.scope[:12])
+        await run.call.rt.store.commit(Commit(shard=run.shard, lease=lease, durable=False))
+    except LeaseLost as exc:
+        log.warning("could not finish the claim on %s (%s)", run.scope[:12], exc)
+    except StoreUnavailable as exc:
+        log.warning("could not finish the claim on %s (%s)", run.scope[:12], exc)
+        _strand(run, lease)
+
+
+def _strand(run: Run, lease: Lease) -> None:
+    rt = run.call.rt
+    dropped = rt.stranded.add(run.shard, lease, rt.lease_ms)
+    if dropped is not None:
+        rt.metrics.claims_stranded.labels(dropped.value).inc()
 
 
 async def held(run: Run, work: Callable[[], Awaitable[ApiResult]]) -> ApiResult:

@@ -165,6 +165,13 @@ class Metrics:
             ["loop"],
             registry=r,
         )
+        self.claims_stranded = Counter(
+            "payrouter_claims_stranded",
+            "claims the store could not complete or release as their request ended, by "
+            "what the background retry made of them (released, taken, lapsed, dropped)",
+            ["result"],
+            registry=r,
+        )
         self.store_errors = Counter(
             "payrouter_store_errors",
             "store operations that failed (the answer was a 503)",

@@ -8,20 +8,22 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
+from adapters.base import Operation
 from adapters.sandbox.server import SandboxServer
+from router.http.keys import METRICS, RUNTIME
+from router.payments.steps import Step, When
 from tests.conftest import RouterFactory
-from tests.helpers import AUTH, charges_by_reference, headers, make_config
+from tests.helpers import AUTH, charges_by_reference, headers, make_config, until
 from tests.procs.redis import RedisCluster, RedisProcess
 
 Client = TestClient[Any, Any]
 SALE = {"amount": 1299, "currency": "EUR", "payment_method": "tok_visa"}
 
 
-def _redis_config(url: str, *sandboxes: SandboxServer, **sections: Any) -> Any:
+def _redis_config(url: str, *sandboxes: SandboxServer) -> Any:
     return make_config(
         {s.state.name: s.url for s in sandboxes},
         store={"kind": "redis", "url": url, "op_timeout_s": 0.5},
-        **sections,
     )
 
 
@@ -89,10 +91,9 @@ async def test_a_redis_restart_mid_run_loses_no_payment_and_charges_none_twice(
     two_sandboxes: tuple[SandboxServer, SandboxServer],
 ) -> None:
     a, b = two_sandboxes
-    # a request whose answer could not be recorded while Redis was down could
-    # not release its claim either: its retries get 409 until the lease runs
-    # out, so the lease is short enough for the callers' patience (10 s)
-    config = _redis_config(redis_server.url, a, b, payments={"lease_s": 2})
+    # the suite's 20 s lease, twice the callers' patience (10 s): a claim the
+    # restart left held must be given back by the stranded-claims retry
+    config = _redis_config(redis_server.url, a, b)
     client = await router_factory(config)
     await client.session.put(
         f"{a.url}/_sandbox/faults", json=[{"mode": "latency", "latency_ms": 20}]
@@ -120,6 +121,45 @@ async def test_a_redis_restart_mid_run_loses_no_payment_and_charges_none_twice(
     assert {status for status, _ in outcomes.values()} == {201}
     charged = _charges(a, b)
     assert charged == {pid: 1 for _, pid in outcomes.values()}
+
+
+class KillRedisAt:
+    """Crash-point hooks that take Redis down (SIGKILL) right before one step."""
+
+    def __init__(self, redis: RedisProcess, operation: Operation, step: Step) -> None:
+        self.redis, self.target, self.fired = redis, (operation, step, When.BEFORE), False
+
+    def at(self, operation: Operation, step: Step, when: When) -> None:
+        if not self.fired and (operation, step, when) == self.target:
+            self.fired = True
+            self.redis.kill()
+
+
+async def test_a_claim_redis_could_not_release_is_released_once_redis_is_back(
+    router_factory: RouterFactory,
+    redis_server: RedisProcess,
+    two_sandboxes: tuple[SandboxServer, SandboxServer],
+) -> None:
+    """The settle and then the release fail: without the background retry the
+    caller's retries would get 409 until the 20 s lease ran out."""
+    a, b = two_sandboxes
+    hooks = KillRedisAt(redis_server, Operation.SALE, Step.SETTLE)
+    client = await router_factory(_redis_config(redis_server.url, a, b), hooks=hooks)
+    lost = await client.post("/v1/payments", json=SALE, headers=headers("stranded"))
+    body = await lost.json(content_type=None)
+    assert (lost.status, body["code"]) == (503, "outcome_not_recorded")
+    stranded = client.app[RUNTIME].current.stranded
+    assert len(stranded) == 1
+
+    redis_server.start()  # same port, AOF replayed: the claim is still held by the lost request
+    metrics = client.app[METRICS].registry
+    released = {"result": "released"}
+    await until(lambda: len(stranded) == 0, seconds=10)
+    assert metrics.get_sample_value("payrouter_claims_stranded_total", released) == 1
+    resp = await client.post("/v1/payments", json=SALE, headers=headers("stranded"))
+    paid = await resp.json(content_type=None)
+    assert (resp.status, paid["id"], paid["status"]) == (201, body["payment_id"], "captured")
+    assert _charges(a, b) == {body["payment_id"]: 1}
 
 
 async def test_concurrent_refunds_on_redis_never_exceed_the_capture(
