@@ -267,6 +267,7 @@ async def test_a_reload_under_load_loses_no_request(
     two_sandboxes: tuple[SandboxServer, SandboxServer],
 ) -> None:
     client, path = await _reloading_client(tmp_path, router_factory, two_sandboxes)
+    stranded = client.app[RUNTIME].current.stranded  # claims still to be closed
     versions = set()
 
     async def reloads() -> None:
@@ -288,6 +289,7 @@ async def test_a_reload_under_load_loses_no_request(
     assert len(versions) == 2  # alternating weights: two distinct configs
     info = await (await client.get("/admin/config", headers=ADMIN)).json()
     assert info["version"] in versions
+    assert client.app[RUNTIME].current.stranded is stranded  # outlives every reload
 
 
 async def test_an_invalid_config_is_refused_with_its_reason_and_the_old_one_stays(
