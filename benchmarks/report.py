@@ -137,6 +137,31 @@ def bar_chart(values: dict[str, float], title: str, ylabel: str, out: Path) -> P
     return out
 
 
+def grouped_bar_chart(
+    groups: dict[str, dict[str, float]], title: str, ylabel: str, out: Path
+) -> Path:
+    """Bars side by side within each group (the same series in every group),
+    each labelled with its value: for figures compared across setups."""
+    series = list(next(iter(groups.values())))
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    width = 0.8 / len(series)
+    colors = ["tab:gray", "tab:blue", "tab:orange", "tab:green"]
+    for j, name in enumerate(series):
+        xs = [i + (j - (len(series) - 1) / 2) * width for i in range(len(groups))]
+        ys = [group[name] for group in groups.values()]
+        ax.bar(xs, ys, width, label=name, color=colors[j % len(colors)])
+        for x, y in zip(xs, ys, strict=True):
+            ax.annotate(f"{y:,.0f}", (x, y), ha="center", va="bottom", fontsize=9)
+    ax.set_xticks(range(len(groups)), list(groups))
+    ax.set_title(title)
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out, dpi=80)
+    plt.close(fig)
+    return out
+
+
 def added_latency_chart(per_core: dict[str, Any], out: Path) -> Path:
     """What the bare proxy and the router add over the direct call, with the
     journal's writes waiting for the disk and without, against the targets:

@@ -364,13 +364,16 @@ async def scaling(s: Stack, spec: dict[str, Any], out: Path) -> dict[str, Any]:
     return result
 
 
-async def _redis_side(s: Stack, spec: dict[str, Any], name: str) -> dict[str, Any]:
+async def _redis_side(
+    s: Stack, spec: dict[str, Any], name: str, store: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """One router on the stack's current Redis under a closed loop: the
     router's and every Redis server's CPU per payment; and, before any
     payment, what an idle router's background work (fleet polls, the
     reconciler, the outbox) costs Redis per second beyond Redis's own, for
     each number of workers in ``idle_workers`` (the fleet shares the
-    reconciler's sweep, so more workers should not multiply it)."""
+    reconciler's sweep, so more workers should not multiply it).  ``store``:
+    settings the routers' store gets beside the URL (durability, say)."""
     idle_s = spec["idle_s"]
 
     def spent(before: list[RedisUsage]) -> tuple[list[float], int]:
@@ -384,7 +387,7 @@ async def _redis_side(s: Stack, spec: dict[str, Any], name: str) -> dict[str, An
     idle: dict[str, dict[str, float]] = {}
     for workers in spec["idle_workers"]:
         router = s.start_router(
-            s.router_config(default=["sandbox-a"], production=True), workers=workers
+            s.router_config(store, default=["sandbox-a"], production=True), workers=workers
         )
         await asyncio.sleep(spec["idle_settle_s"])  # every worker has passed and seen the rest
         start = s.redis_usage()
@@ -395,7 +398,7 @@ async def _redis_side(s: Stack, spec: dict[str, Any], name: str) -> dict[str, An
             "redis_cpu_ms_per_s": round(1000 * (sum(idle_cpu) - sum(quiet_cpu)) / idle_s, 2),
             "redis_commands_per_s": round((idle_commands - quiet_commands) / idle_s, 1),
         }
-    router = s.start_router(s.router_config(default=["sandbox-a"], production=True))
+    router = s.start_router(s.router_config(store, default=["sandbox-a"], production=True))
     target = Target([_url(router)], headers=AUTH)
     await closed_loop(target, spec["concurrency"], 1.5, f"{name}-warmup", seed=11)
     start = s.redis_usage()
@@ -417,35 +420,52 @@ async def _redis_side(s: Stack, spec: dict[str, Any], name: str) -> dict[str, An
     }
 
 
+def redis_cost_chart(result: dict[str, Any], cluster_servers: int, out: Path) -> Path:
+    """The router's and Redis's CPU per payment side by side, per Redis setup."""
+
+    def bars(side: dict[str, Any]) -> dict[str, float]:
+        return {
+            "router": side["router_cpu_us_per_payment"],
+            "Redis (all servers)": side["redis_cpu_us_per_payment"],
+        }
+
+    return report.grouped_bar_chart(
+        {
+            "one server": bars(result["single"]),
+            "primary + replica": bars(result["replicated"]),
+            f"Cluster ({cluster_servers} servers)": bars(result["cluster"]),
+        },
+        "CPU per payment, by Redis setup (us)",
+        "us of CPU",
+        out,
+    )
+
+
 async def redis_cost(s: Stack, spec: dict[str, Any], out: Path) -> dict[str, Any]:
-    """What a payment costs Redis on one durable server and on a durable
-    Cluster (every server AOF with fsync always), with the router's own cost
-    beside it: the figures the sizing model in benchmarks/README.md uses.
-    Redis's side is what the servers count themselves (INFO: CPU time and
-    commands), summed over a Cluster's servers; the busiest server's share
-    shows how evenly the payment shards spread over them."""
+    """What a payment costs Redis on one durable server, on a durable primary
+    whose journal writes wait for a replica (``store.durability.replicas: 1``,
+    Sentinel), and on a durable Cluster (every server AOF with fsync
+    always), with the router's own cost beside it: the figures the sizing
+    model in benchmarks/README.md uses.  Redis's side is what the servers
+    count themselves (INFO: CPU time and commands), summed over the servers
+    (the replica's replication work included); the busiest server's share
+    shows how evenly the payment shards spread over a Cluster."""
     result: dict[str, Any] = {"concurrency": spec["concurrency"]}
     result["single"] = await _redis_side(s, spec, "single")
+    await s.start_replicated_redis()
+    replicated = {**spec, "idle_workers": spec["replicated_idle_workers"]}
+    durable = {"durability": {"replicas": 1, "timeout_ms": 300}}
+    result["replicated"] = await _redis_side(s, replicated, "replicated", durable)
+    await s.stop_replicated_redis()
     s.start_cluster(spec["cluster_servers"])
     result["cluster"] = await _redis_side(s, spec, "cluster")
-    one, many = result["single"], result["cluster"]
-    result["cluster_to_single_redis_cpu"] = round(
-        many["redis_cpu_us_per_payment"] / one["redis_cpu_us_per_payment"], 2
-    )
-    result["cluster_to_single_router_cpu"] = round(
-        many["router_cpu_us_per_payment"] / one["router_cpu_us_per_payment"], 2
-    )
-    report.bar_chart(
-        {
-            "router, one Redis": one["router_cpu_us_per_payment"],
-            "one Redis": one["redis_cpu_us_per_payment"],
-            "router, Cluster": many["router_cpu_us_per_payment"],
-            f"Cluster ({spec['cluster_servers']} servers)": many["redis_cpu_us_per_payment"],
-        },
-        "CPU per payment: router and Redis (us)",
-        "us of CPU",
-        out / "redis-cost.png",
-    )
+    one = result["single"]
+    for side in ("replicated", "cluster"):
+        for part in ("redis", "router"):
+            result[f"{side}_to_single_{part}_cpu"] = round(
+                result[side][f"{part}_cpu_us_per_payment"] / one[f"{part}_cpu_us_per_payment"], 2
+            )
+    redis_cost_chart(result, spec["cluster_servers"], out / "redis-cost.png")
     return result
 
 

@@ -191,6 +191,11 @@ class Stack:
         self.procs.append(self.redis)
         return self.redis
 
+    async def stop_replicated_redis(self) -> None:
+        if self.replicated is not None:
+            await self.replicated.close()
+            self.replicated = None
+
     async def start_replicated_redis(self) -> ReplicatedRedis:
         data = self.workdir / "replicated"
         shutil.rmtree(data, ignore_errors=True)
@@ -208,9 +213,16 @@ class Stack:
 
     def redis_usage(self) -> list[RedisUsage]:
         """What each Redis server of the stack's current store (the Cluster's
-        nodes, else the single server) has spent so far, as it counts it."""
+        nodes, else the primary and its replica, else the single server) has
+        spent so far, as it counts it."""
         if self.cluster is not None:
             return [redis_usage(node.port) for node in self.cluster.nodes]
+        if self.replicated is not None:
+            assert self.replicated.replica is not None
+            return [
+                redis_usage(self.replicated.primary.port),
+                redis_usage(self.replicated.replica.port),
+            ]
         assert self.redis is not None
         return [redis_usage(self.redis.port)]
 
@@ -378,8 +390,7 @@ class Stack:
         for proc in reversed(self.procs):
             await asyncio.to_thread(proc.stop)
         self.procs.clear()
-        if self.replicated is not None:
-            await self.replicated.close()
+        await self.stop_replicated_redis()
         if self.postgres is not None:
             await asyncio.to_thread(self.postgres.stop)
         if self.cluster is not None:

@@ -1,4 +1,4 @@
-"""The benchmark's own arithmetic: percentiles and the double-charge check."""
+"""The benchmark's own arithmetic and plots: percentiles, the double-charge check, charts."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import pytest
 
 from benchmarks.checks import double_charges
 from benchmarks.report import added_latency_chart, percentile, ratio_interval
+from benchmarks.run import redis_cost_chart
 
 
 def test_percentiles_use_the_nearest_rank() -> None:
@@ -75,4 +76,11 @@ def test_the_added_latency_chart_is_drawn_from_a_per_core_result(tmp_path: Path)
         "latency_rate_per_s": 200,
     }
     out = added_latency_chart(per_core, tmp_path / "latency.png")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_redis_cost_chart_is_drawn_from_a_redis_cost_result(tmp_path: Path) -> None:
+    side = {"router_cpu_us_per_payment": 658, "redis_cpu_us_per_payment": 167}
+    result = {"single": side, "replicated": side, "cluster": side}
+    out = redis_cost_chart(result, 3, tmp_path / "redis-cost.png")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
