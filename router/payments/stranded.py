@@ -53,18 +53,19 @@ class Fate(Enum):
 
 @dataclass(frozen=True, slots=True)
 class _Entry:
-    scope: str
+    key: tuple[str, str]  # (scope, owner)
     commit: Commit
     until: float  # time.monotonic() at which the lease lapses on its own
 
 
 class StrandedClaims:
-    """The closing writes still to be made, by claim scope (one per claim)."""
+    """The closing writes still to be made, one per claim and owner (two
+    requests on one key may each leave one behind)."""
 
     def __init__(
         self, limit: int = LIMIT, batch: int = BATCH, clock: Callable[[], float] = time.monotonic
     ) -> None:
-        self._entries: dict[str, _Entry] = {}
+        self._entries: dict[tuple[str, str], _Entry] = {}
         self._limit = limit
         self._batch = batch
         self._clock = clock
@@ -76,10 +77,11 @@ class StrandedClaims:
     def add(self, shard: int, lease: Lease, lease_ms: int) -> Fate | None:
         """Keep the closing write of ``lease`` until the lease would lapse
         (``lease_ms`` from now, at most); ``DROPPED`` if full."""
-        if len(self._entries) >= self._limit and lease.scope not in self._entries:
+        key = (lease.scope, lease.owner)
+        if len(self._entries) >= self._limit and key not in self._entries:
             return Fate.DROPPED
         commit = Commit(shard=shard, lease=lease, durable=False)
-        self._entries[lease.scope] = _Entry(lease.scope, commit, self._clock() + lease_ms / 1000)
+        self._entries[key] = _Entry(key, commit, self._clock() + lease_ms / 1000)
         self._waiting.set()
         return None
 
@@ -103,8 +105,8 @@ class StrandedClaims:
             for entry, fate in zip(batch, written, strict=True):
                 if fate is None:
                     continue
-                if self._entries.get(entry.scope) is entry:
-                    del self._entries[entry.scope]
+                if self._entries.get(entry.key) is entry:
+                    del self._entries[entry.key]
                 fates[fate] += 1
             if None in written:
                 break

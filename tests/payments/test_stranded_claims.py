@@ -146,3 +146,10 @@ async def test_the_stranded_set_is_bounded_and_says_what_it_dropped() -> None:
     assert fates == [None, None, Fate.DROPPED]
     assert stranded.add(0, leases[0], lease_ms=1000) is None  # one claim, one entry
     assert len(stranded) == 2
+
+
+def test_two_requests_on_one_key_each_keep_their_own_close() -> None:
+    stranded = StrandedClaims()
+    for owner in ("owner-1", "owner-2"):
+        stranded.add(0, Lease("scope-1", owner, Finish.RELEASE), lease_ms=1000)
+    assert len(stranded) == 2
