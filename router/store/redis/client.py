@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 from urllib.parse import unquote, urlsplit
 
 import redis.asyncio as aioredis
@@ -34,6 +35,7 @@ from redis.backoff import ExponentialBackoff
 from redis.commands.core import AsyncScript
 
 from router.store.protocol import NotDurable, StoreUnavailable
+from router.store.redis.group_commit import GroupCommitClient
 from router.store.redis.multiplexed import MultiplexedClient
 
 #: what Redis or the way to it can raise: each becomes StoreUnavailable
@@ -104,19 +106,66 @@ def client_from_url(
         nodes = [ClusterNode(h, p) for h, p in _hosts(parts.netloc, 6379)]
         return RedisCluster(startup_nodes=nodes, **options)
     if parts.scheme == "redis+sentinel":
-        segments = [s for s in parts.path.split("/") if s]
-        if not segments:
-            raise ValueError("redis+sentinel URL needs a service name: /<service>[/<db>]")
-        service, db = segments[0], int(segments[1]) if len(segments) > 1 else 0
-        # typed from redis-py 8 on, untyped before: called as Any either way
-        sentinel_class: Any = Sentinel
-        sentinel = sentinel_class(
-            _hosts(parts.netloc, 26379),
-            socket_timeout=op_timeout_s,
-            socket_connect_timeout=op_timeout_s,
-        )
+        sentinel, service, db = _sentinel(url, op_timeout_s)
         return sentinel.master_for(service, db=db, **options)
     raise ValueError(f"unsupported Redis URL scheme {parts.scheme!r}")
+
+
+def _sentinel(url: str, op_timeout_s: float) -> tuple[Any, str, int]:
+    """redis+sentinel://h:p,h:p/service[/db] -> (redis-py's Sentinel, service, db)."""
+    parts = urlsplit(url)
+    segments = [s for s in parts.path.split("/") if s]
+    if not segments:
+        raise ValueError("redis+sentinel URL needs a service name: /<service>[/<db>]")
+    service, db = segments[0], int(segments[1]) if len(segments) > 1 else 0
+    # typed from redis-py 8 on, untyped before: called as Any either way
+    sentinel_class: Any = Sentinel
+    sentinel = sentinel_class(
+        _hosts(parts.netloc, 26379),
+        socket_timeout=op_timeout_s,
+        socket_connect_timeout=op_timeout_s,
+    )
+    return sentinel, service, db
+
+
+def pipelined_from_url(
+    url: str,
+    op_timeout_s: float = 1.0,
+    password: str | None = None,
+    *,
+    replicas: int = 0,
+    wait_timeout_ms: int = 500,
+) -> MultiplexedClient | None:
+    """The payment path's pipelined connection for a URL, when it can speak
+    to it: plain ``redis://``, or the primary ``redis+sentinel://`` names
+    (asked again on each connect).  ``replicas``: a
+    :class:`~router.store.redis.group_commit.GroupCommitClient` whose
+    scripts wait for that many replicas, one ``WAIT`` per batch.  None for
+    TLS and Cluster, which stay on redis-py."""
+    parts = urlsplit(url)
+    options: dict[str, Any] = {"connect_timeout_s": op_timeout_s, "timeout_s": op_timeout_s}
+    kind: type[MultiplexedClient] = MultiplexedClient
+    if replicas:
+        kind = GroupCommitClient
+        # a script and its WAIT share one bound; see GroupCommitClient
+        options.update(
+            replicas=replicas,
+            wait_timeout_ms=wait_timeout_ms,
+            timeout_s=op_timeout_s + wait_timeout_ms / 1000,
+        )
+    if parts.scheme == "redis":
+        return kind.from_url(url, password, **options)
+    if parts.scheme == "redis+sentinel":
+        sentinel, service, db = _sentinel(url, op_timeout_s)
+        return kind(
+            "",
+            0,
+            db=db,
+            password=password or (unquote(parts.password) if parts.password else None),
+            locate=functools.partial(sentinel.discover_master, service),
+            **options,
+        )
+    return None
 
 
 class ScriptRunner:
@@ -133,7 +182,12 @@ class ScriptRunner:
     ``alone``: what runs a script that is not followed by ``WAIT`` (the
     payment path without replicas), when given: a
     :class:`~router.store.redis.multiplexed.MultiplexedClient`, a quarter of
-    redis-py's cost per command, which bounds each command itself."""
+    redis-py's cost per command, which bounds each command itself.
+
+    ``grouped``: what runs a script that is followed by ``WAIT``, when given:
+    a :class:`~router.store.redis.group_commit.GroupCommitClient`, whose
+    scripts share one ``WAIT`` per batch (:func:`pipelined_from_url`).
+    Without it, each such script is a redis-py pipeline of its own."""
 
     def __init__(
         self,
@@ -145,6 +199,7 @@ class ScriptRunner:
         *,
         untimed: Any = None,
         alone: Any = None,
+        grouped: GroupCommitClient | None = None,
     ) -> None:
         self.client = client
         self.replicas = replicas
@@ -156,6 +211,7 @@ class ScriptRunner:
         self._alone = self._scripts if alone is None or self._cluster else alone
         #: bounds each command itself: no deadline around it
         self._alone_bounded = isinstance(self._alone, MultiplexedClient)
+        self._grouped = None if self._cluster else grouped
         self._node_clients: dict[str, Any] = {}
         self._node_options = _client_options(op_timeout_s, password)
 
@@ -177,6 +233,9 @@ class ScriptRunner:
         self, script: AsyncScript, keys: Sequence[str], args: Sequence[Any], *, durable: bool
     ) -> Any:
         wait = durable and self.replicas > 0
+        if wait and self._grouped is not None:  # it bounds each script and its WAIT itself
+            async with redis_boundary():
+                return await self._run_grouped(self._grouped, script, keys, args)
         async with redis_boundary(), self._deadline(wait):
             if wait:
                 return await self._run_waited(script, keys, args)
@@ -207,13 +266,31 @@ class ScriptRunner:
                 if isinstance(replies[0], (rexc.MovedError, rexc.AskError)):
                     self._node_clients.clear()
                 raise replies[0]
-            if int(replies[1]) < self.replicas:
-                raise NotDurable(
-                    f"{replies[1]} of {self.replicas} replicas acknowledged within "
-                    f"{self.wait_timeout_ms} ms"
-                )
+            self._judge(int(replies[1]))
             return replies[0]
         raise StoreUnavailable("script could not be loaded")
+
+    async def _run_grouped(
+        self,
+        grouped: GroupCommitClient,
+        script: AsyncScript,
+        keys: Sequence[str],
+        args: Sequence[Any],
+    ) -> Any:
+        """EVALSHA in the next batch, judged by the batch's one WAIT."""
+        try:
+            reply, acked = await grouped.evalsha_waited(script.sha, len(keys), *keys, *args)
+        except rexc.NoScriptError:  # nothing ran: load it and send it again
+            await grouped.script_load(cast(str, script.script))  # the store registers text
+            reply, acked = await grouped.evalsha_waited(script.sha, len(keys), *keys, *args)
+        self._judge(acked)
+        return reply
+
+    def _judge(self, acked: int) -> None:
+        """Written, but on fewer replicas than a failover needs: fail closed."""
+        if acked < self.replicas:
+            within = f"within {self.wait_timeout_ms} ms"
+            raise NotDurable(f"{acked} of {self.replicas} replicas acknowledged {within}")
 
     async def _run_alone(
         self, script: AsyncScript, keys: Sequence[str], args: Sequence[Any]
@@ -233,7 +310,7 @@ class ScriptRunner:
         for node_client in self._node_clients.values():
             with contextlib.suppress(Exception):
                 await node_client.aclose()
-        for own in {self._scripts, self._alone} - {self.client}:
+        for own in {self._scripts, self._alone, self._grouped} - {self.client, None}:
             with contextlib.suppress(Exception):
                 await own.aclose()
         with contextlib.suppress(Exception):

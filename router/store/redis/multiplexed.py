@@ -29,16 +29,22 @@ What callers can rely on:
 - A caller that gives up (cancelled) leaves its reply to be read and
   dropped in its turn, so no reply is ever handed to the wrong caller.
 
-Not for ``WAIT``: it blocks the connection it is sent on, which here would
-hold every other payment's script behind one replica acknowledgement; the
-durable path keeps redis-py's pipeline on a connection of its own.
+- Behind Sentinel (``locate``), every connection is opened to the address
+  the sentinels name at that moment, and a ``READONLY`` reply (the primary
+  was demoted under us) drops the connection, so the next command finds
+  the new primary.  redis-py's Sentinel client does the same.
+
+Not for a ``WAIT`` after each command: it blocks the connection it is sent
+on, which here would hold every other payment's script behind one replica
+acknowledgement.  Durable writes share one ``WAIT`` per batch on a
+connection of their own instead (:mod:`router.store.redis.group_commit`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, cast
 from urllib.parse import unquote, urlsplit
 
@@ -51,6 +57,9 @@ _pack = cast(Callable[[tuple[Any, ...]], bytes], hiredis.pack_command)
 
 #: a loop's timers may fire up to a millisecond early (uvloop counts whole ms)
 TIMER_SLACK_S = 0.002
+
+#: where the primary is now (Sentinel's answer), asked on every connect
+Locate = Callable[[], Awaitable[tuple[str, int]]]
 
 
 def _error(reply: hiredis.ReplyError) -> rexc.ResponseError:
@@ -121,7 +130,7 @@ class _Connection(asyncio.Protocol):
 
     def _flush(self) -> None:
         out, self._out = self._out, []
-        if self._transport is not None and not self.lost:
+        if out and self._transport is not None and not self.lost:
             self._transport.write(b"".join(out))
 
     def _watch(self) -> None:
@@ -158,8 +167,11 @@ class MultiplexedClient:
         password: str | None = None,
         connect_timeout_s: float = 1.0,
         timeout_s: float = 1.0,
+        locate: Locate | None = None,
     ) -> None:
+        """``host``, ``port``: the server, unless ``locate`` names it anew on each connect."""
         self.host, self.port, self.db = host, port, db
+        self._locate = locate
         self._username, self._password = username, password
         self._connect_timeout_s = connect_timeout_s
         self._timeout_s = timeout_s
@@ -188,8 +200,16 @@ class MultiplexedClient:
             connection = await self._connect()
         reply = await connection.send(_pack(args))
         if isinstance(reply, hiredis.ReplyError):
-            raise _error(reply)
+            raise self._refused(connection, reply)
         return reply
+
+    def _refused(self, connection: _Connection, reply: hiredis.ReplyError) -> rexc.RedisError:
+        """The error a reply raises; a demoted primary's also drops the connection."""
+        error: rexc.RedisError = _error(reply)
+        if str(reply).startswith("READONLY"):
+            error = rexc.ConnectionError(f"the primary was demoted: {reply}")
+            connection.abort(error)
+        return error
 
     async def evalsha(self, sha: str, numkeys: int, *keys_and_args: Any) -> Any:
         return await self.execute("EVALSHA", sha, numkeys, *keys_and_args)
@@ -209,12 +229,17 @@ class MultiplexedClient:
         if not attempt.cancelled() and attempt.exception() is None:
             self._connection = attempt.result()
 
+    def _new_connection(self) -> _Connection:
+        return _Connection(self._timeout_s)
+
     async def _open(self) -> _Connection:
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self._connect_timeout_s):
+                if self._locate is not None:
+                    self.host, self.port = await self._locate()
                 _, connection = await loop.create_connection(
-                    lambda: _Connection(self._timeout_s), self.host, self.port
+                    self._new_connection, self.host, self.port
                 )
                 greeting: list[tuple[str | int, ...]] = []
                 if self._username and self._password is not None:

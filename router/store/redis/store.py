@@ -34,8 +34,13 @@ from router.store.protocol import (
     load_record,
 )
 from router.store.redis import scripts
-from router.store.redis.client import ScriptRunner, client_from_url, redis_boundary
-from router.store.redis.multiplexed import MultiplexedClient
+from router.store.redis.client import (
+    ScriptRunner,
+    client_from_url,
+    pipelined_from_url,
+    redis_boundary,
+)
+from router.store.redis.group_commit import GroupCommitClient
 from router.store.redis.outbox import RedisOutbox
 
 
@@ -56,9 +61,10 @@ class RedisStore(RedisOutbox):
         password: str | None = None,
         script_client: Any = None,
         alone_client: Any = None,
+        grouped_client: GroupCommitClient | None = None,
     ) -> None:
-        """``script_client``, ``alone_client``: see :class:`ScriptRunner`
-        (``untimed``, ``alone``)."""
+        """``script_client``, ``alone_client``, ``grouped_client``: see
+        :class:`ScriptRunner` (``untimed``, ``alone``, ``grouped``)."""
         self.client = client
         self.ttl_ms = ttl_ms
         self.record_ttl_ms = record_ttl_ms
@@ -70,6 +76,7 @@ class RedisStore(RedisOutbox):
             password,
             untimed=script_client,
             alone=alone_client,
+            grouped=grouped_client,
         )
         self._claim = self.runner.register(scripts.CLAIM)
         self._commit = self.runner.register(scripts.COMMIT)
@@ -100,11 +107,12 @@ class RedisStore(RedisOutbox):
             if isinstance(client, RedisCluster)
             else client_from_url(url, op_timeout_s, password, timed=False)
         )
-        alone = (
-            MultiplexedClient.from_url(
-                url, password, connect_timeout_s=op_timeout_s, timeout_s=op_timeout_s
+        alone = pipelined_from_url(url, op_timeout_s, password)
+        grouped = (
+            pipelined_from_url(
+                url, op_timeout_s, password, replicas=replicas, wait_timeout_ms=wait_timeout_ms
             )
-            if url.startswith("redis://")
+            if replicas
             else None
         )
         return cls(
@@ -117,6 +125,7 @@ class RedisStore(RedisOutbox):
             password=password,
             script_client=untimed,
             alone_client=alone,
+            grouped_client=grouped if isinstance(grouped, GroupCommitClient) else None,
         )
 
     # ------------------------------------------------------------------- claims
