@@ -35,18 +35,20 @@ from redis.backoff import ExponentialBackoff
 from redis.commands.core import AsyncScript
 
 from router.store.protocol import NotDurable, StoreUnavailable
+from router.store.redis.cluster_nodes import NodePipes
 from router.store.redis.group_commit import GroupCommitClient
 from router.store.redis.multiplexed import MultiplexedClient
 
-#: what Redis or the way to it can raise: each becomes StoreUnavailable
-REDIS_ERRORS = (rexc.RedisError, OSError)
+#: what Redis or the way to it can raise: each becomes StoreUnavailable (a
+#: Cluster's slot nobody serves is a RedisClusterException, not a RedisError)
+REDIS_ERRORS = (rexc.RedisError, rexc.RedisClusterException, OSError)
 
 
 #: a reusable no-op: most steps need no deadline of their own
 _UNBOUNDED: contextlib.AbstractAsyncContextManager[object] = contextlib.nullcontext()
 
 
-def unavailable(exc: rexc.RedisError | OSError) -> StoreUnavailable:
+def unavailable(exc: rexc.RedisError | rexc.RedisClusterException | OSError) -> StoreUnavailable:
     return StoreUnavailable(f"redis: {type(exc).__name__}: {exc}"[:300])
 
 
@@ -187,7 +189,10 @@ class ScriptRunner:
     ``grouped``: what runs a script that is followed by ``WAIT``, when given:
     a :class:`~router.store.redis.group_commit.GroupCommitClient`, whose
     scripts share one ``WAIT`` per batch (:func:`pipelined_from_url`).
-    Without it, each such script is a redis-py pipeline of its own."""
+    Without it, each such script is a redis-py pipeline of its own.
+
+    On a Cluster, both kinds run on the pipelined clients of the primary
+    that owns the key's slot (:class:`~router.store.redis.cluster_nodes.NodePipes`)."""
 
     def __init__(
         self,
@@ -212,27 +217,27 @@ class ScriptRunner:
         #: bounds each command itself: no deadline around it
         self._alone_bounded = isinstance(self._alone, MultiplexedClient)
         self._grouped = None if self._cluster else grouped
-        self._node_clients: dict[str, Any] = {}
-        self._node_options = _client_options(op_timeout_s, password)
+        self._nodes = (
+            NodePipes(
+                client,
+                op_timeout_s=op_timeout_s,
+                replicas=replicas,
+                wait_timeout_ms=wait_timeout_ms,
+            )
+            if self._cluster
+            else None
+        )
 
     def register(self, source: str) -> AsyncScript:
         return self.client.register_script(source)  # type: ignore[no-any-return]
-
-    def _connection_for(self, key: str) -> Any:
-        """A client whose pipeline runs on one connection to the key's primary."""
-        if not self._cluster:
-            return self._scripts
-        node = self.client.get_node_from_key(key)
-        if node.name not in self._node_clients:
-            self._node_clients[node.name] = aioredis.Redis(
-                host=node.host, port=node.port, **self._node_options
-            )
-        return self._node_clients[node.name]
 
     async def run(
         self, script: AsyncScript, keys: Sequence[str], args: Sequence[Any], *, durable: bool
     ) -> Any:
         wait = durable and self.replicas > 0
+        if self._nodes is not None:  # pipelined clients bound each command themselves
+            async with redis_boundary():
+                return await self._run_on_node(self._nodes, script, keys, args, wait=wait)
         if wait and self._grouped is not None:  # it bounds each script and its WAIT itself
             async with redis_boundary():
                 return await self._run_grouped(self._grouped, script, keys, args)
@@ -252,8 +257,8 @@ class ScriptRunner:
     async def _run_waited(
         self, script: AsyncScript, keys: Sequence[str], args: Sequence[Any]
     ) -> Any:
-        """EVALSHA then WAIT, as one pipeline on one connection to the key's primary."""
-        client = self._connection_for(keys[0])
+        """EVALSHA then WAIT, as one pipeline on one connection."""
+        client = self._scripts
         for _ in range(2):
             pipe = client.pipeline(transaction=False)
             pipe.evalsha(script.sha, len(keys), *keys, *args)
@@ -263,8 +268,6 @@ class ScriptRunner:
                 await client.script_load(script.script)
                 continue
             if isinstance(replies[0], Exception):
-                if isinstance(replies[0], (rexc.MovedError, rexc.AskError)):
-                    self._node_clients.clear()
                 raise replies[0]
             self._judge(int(replies[1]))
             return replies[0]
@@ -292,14 +295,44 @@ class ScriptRunner:
             within = f"within {self.wait_timeout_ms} ms"
             raise NotDurable(f"{acked} of {self.replicas} replicas acknowledged {within}")
 
-    async def _run_alone(
-        self, script: AsyncScript, keys: Sequence[str], args: Sequence[Any]
+    async def _run_on_node(
+        self,
+        nodes: NodePipes,
+        script: AsyncScript,
+        keys: Sequence[str],
+        args: Sequence[Any],
+        *,
+        wait: bool,
     ) -> Any:
-        """Nothing to WAIT for: one EVALSHA, without a pipeline's bookkeeping
-        (on Cluster, redis-py's script object routes it by key)."""
-        if self._cluster:
-            return await script(keys=list(keys), args=list(args))
-        alone = self._alone
+        """On the key's primary.  A redirect means nothing ran: once redis-py
+        has learnt the new owner, the script is sent there (during a slot's
+        migration, ``ASK``, a script that need not wait goes through
+        redis-py's routing, which sends the ``ASKING`` an import needs).  A
+        lost connection may have run it: never sent again."""
+        for attempt in range(2):
+            name, client = await nodes.for_key(keys[0], waited=wait)
+            try:
+                if isinstance(client, GroupCommitClient):
+                    return await self._run_grouped(client, script, keys, args)
+                return await self._run_alone(script, keys, args, client)
+            except rexc.MovedError:  # a MovedError is an AskError too: first
+                await nodes.learn(keys[0])
+                if attempt:
+                    raise
+            except rexc.AskError:
+                if wait:
+                    raise
+                return await script(keys=list(keys), args=list(args))
+            except (rexc.ConnectionError, rexc.TimeoutError):
+                await nodes.forget(name, keys[0], waited=wait)
+                raise
+        raise AssertionError("unreachable: the second attempt returns or raises")
+
+    async def _run_alone(
+        self, script: AsyncScript, keys: Sequence[str], args: Sequence[Any], alone: Any = None
+    ) -> Any:
+        """Nothing to WAIT for: one EVALSHA, without a pipeline's bookkeeping."""
+        alone = self._alone if alone is None else alone
         try:
             return await alone.evalsha(script.sha, len(keys), *keys, *args)
         except rexc.NoScriptError:  # nothing ran: load it and send it again
@@ -307,9 +340,8 @@ class ScriptRunner:
             return await alone.evalsha(script.sha, len(keys), *keys, *args)
 
     async def close(self) -> None:
-        for node_client in self._node_clients.values():
-            with contextlib.suppress(Exception):
-                await node_client.aclose()
+        if self._nodes is not None:
+            await self._nodes.close()
         for own in {self._scripts, self._alone, self._grouped} - {self.client, None}:
             with contextlib.suppress(Exception):
                 await own.aclose()

@@ -66,6 +66,10 @@ def _error(reply: hiredis.ReplyError) -> rexc.ResponseError:
     message = str(reply)
     if message.startswith("NOSCRIPT"):
         return rexc.NoScriptError(message)
+    if message.startswith("MOVED "):  # a Cluster's "this slot lives elsewhere": nothing ran
+        return rexc.MovedError(message.removeprefix("MOVED "))
+    if message.startswith("ASK "):  # the slot is migrating, and this key has left
+        return rexc.AskError(message.removeprefix("ASK "))
     return rexc.ResponseError(message)
 
 

@@ -1,0 +1,153 @@
+"""A Cluster's scripts go to the key's primary over pipelined clients: when
+the slot moves, or is migrating, under a client that still points at the old
+owner, the script runs once, on the node that owns the key, or not at all."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from router.store.protocol import NotDurable, StoreUnavailable
+from router.store.redis.client import ScriptRunner, client_from_url
+from tests.procs.redis import RedisCluster, cli
+
+pytestmark = pytest.mark.redis
+
+INCR = "return redis.call('INCR', KEYS[1])"
+PROBE = "return redis.call('EXISTS', KEYS[1])"
+
+
+@pytest.fixture(scope="module")
+def moving_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
+    """A cluster of its own: these tests move slots (each test its own)."""
+    cluster = RedisCluster(Path(tmp_path_factory.mktemp("moving")))
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def _masters(cluster: RedisCluster) -> dict[int, str]:
+    """port -> node id."""
+    out = cli(cluster.nodes[0].port, "CLUSTER", "NODES")
+    return {
+        int(line.split()[1].split("@")[0].rsplit(":", 1)[1]): line.split()[0]
+        for line in out.splitlines()
+        if "master" in line.split()[2]
+    }
+
+
+def _slot(cluster: RedisCluster, key: str) -> int:
+    return int(cli(cluster.nodes[0].port, "CLUSTER", "KEYSLOT", key))
+
+
+def _owner(cluster: RedisCluster, slot: int) -> int:
+    for port in _masters(cluster):
+        if _serves(port, slot):
+            return port
+    raise AssertionError(f"nobody serves slot {slot}")
+
+
+def _serves(port: int, slot: int) -> bool:
+    for line in cli(port, "CLUSTER", "NODES").splitlines():
+        fields = line.split()
+        if "myself" in fields[2]:
+            for part in fields[8:]:
+                low, _, high = part.partition("-")
+                if low.isdigit() and int(low) <= slot <= int(high or low):
+                    return True
+    return False
+
+
+def _hand_over(cluster: RedisCluster, slot: int, port: int) -> None:
+    target = _masters(cluster)[port]
+    for node in cluster.nodes:
+        cli(node.port, "CLUSTER", "SETSLOT", str(slot), "NODE", target)
+
+
+def _other(cluster: RedisCluster, port: int) -> int:
+    return next(p for p in _masters(cluster) if p != port)
+
+
+def _get(port: int, key: str) -> str:
+    return cli(port, "GET", key).strip()
+
+
+async def test_a_script_sent_to_a_primary_that_lost_its_slot_runs_once_on_the_new_owner(
+    moving_cluster: RedisCluster,
+) -> None:
+    runner = ScriptRunner(client_from_url(moving_cluster.url))
+    probe, incr = runner.register(PROBE), runner.register(INCR)
+    key = "{moved-alone}n"
+    assert await runner.run(probe, [key], [], durable=False) == 0  # the old owner's client is open
+    slot = _slot(moving_cluster, key)
+    old = _owner(moving_cluster, slot)
+    new = _other(moving_cluster, old)
+    _hand_over(moving_cluster, slot, new)
+    assert await runner.run(incr, [key], [], durable=False) == 1
+    assert (_get(new, key), _serves(old, slot)) == ("1", False)
+    await runner.close()
+
+
+async def test_a_waited_script_after_a_moved_slot_runs_once_and_is_judged_by_its_own_wait(
+    moving_cluster: RedisCluster,
+) -> None:
+    """No replicas here: the write lands on the new owner, and its WAIT says 0."""
+    runner = ScriptRunner(client_from_url(moving_cluster.url), replicas=1, wait_timeout_ms=50)
+    probe, incr = runner.register(PROBE), runner.register(INCR)
+    key = "{moved-waited}n"
+    assert await runner.run(probe, [key], [], durable=False) == 0
+    with pytest.raises(NotDurable):  # the waited client is opened on the old owner too
+        await runner.run(probe, [key], [], durable=True)
+    slot = _slot(moving_cluster, key)
+    old = _owner(moving_cluster, slot)
+    new = _other(moving_cluster, old)
+    _hand_over(moving_cluster, slot, new)
+    with pytest.raises(NotDurable):
+        await runner.run(incr, [key], [], durable=True)
+    assert _get(new, key) == "1"
+    await runner.close()
+
+
+def _migrate(cluster: RedisCluster, slot: int, source: int, target: int) -> None:
+    ids = _masters(cluster)
+    cli(target, "CLUSTER", "SETSLOT", str(slot), "IMPORTING", ids[source])
+    cli(source, "CLUSTER", "SETSLOT", str(slot), "MIGRATING", ids[target])
+
+
+async def test_during_a_migration_a_script_for_a_key_that_left_runs_on_the_importing_node(
+    moving_cluster: RedisCluster,
+) -> None:
+    runner = ScriptRunner(client_from_url(moving_cluster.url))
+    probe, incr = runner.register(PROBE), runner.register(INCR)
+    key = "{asked-alone}n"
+    assert await runner.run(probe, [key], [], durable=False) == 0
+    slot = _slot(moving_cluster, key)
+    source = _owner(moving_cluster, slot)
+    target = _other(moving_cluster, source)
+    _migrate(moving_cluster, slot, source, target)
+    assert await runner.run(incr, [key], [], durable=False) == 1  # ASK: redis-py sends ASKING
+    _hand_over(moving_cluster, slot, target)  # the migration ends
+    assert _get(target, key) == "1"
+    await runner.close()
+
+
+async def test_during_a_migration_a_waited_script_for_a_key_that_left_is_refused_unsent(
+    moving_cluster: RedisCluster,
+) -> None:
+    runner = ScriptRunner(client_from_url(moving_cluster.url), replicas=1, wait_timeout_ms=50)
+    probe, incr = runner.register(PROBE), runner.register(INCR)
+    key = "{asked-waited}n"
+    assert await runner.run(probe, [key], [], durable=False) == 0
+    slot = _slot(moving_cluster, key)
+    source = _owner(moving_cluster, slot)
+    target = _other(moving_cluster, source)
+    _migrate(moving_cluster, slot, source, target)
+    with pytest.raises(StoreUnavailable, match="AskError"):
+        await runner.run(incr, [key], [], durable=True)
+    _hand_over(moving_cluster, slot, target)
+    assert _get(target, key) == ""  # refused before it ran, and not sent again
+    await runner.close()
