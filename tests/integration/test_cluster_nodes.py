@@ -11,6 +11,7 @@ import pytest
 
 from router.store.protocol import NotDurable, StoreUnavailable
 from router.store.redis.client import ScriptRunner, client_from_url
+from tests.helpers import eventually
 from tests.procs.redis import RedisCluster, cli
 
 pytestmark = pytest.mark.redis
@@ -21,8 +22,9 @@ PROBE = "return redis.call('EXISTS', KEYS[1])"
 
 @pytest.fixture(scope="module")
 def moving_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
-    """A cluster of its own: these tests move slots (each test its own)."""
-    cluster = RedisCluster(Path(tmp_path_factory.mktemp("moving")))
+    """A cluster of its own, durable: these tests move slots (each test its own)
+    and kill a node."""
+    cluster = RedisCluster(Path(tmp_path_factory.mktemp("moving")), durable=True)
     try:
         cluster.start()
         yield cluster
@@ -150,4 +152,31 @@ async def test_during_a_migration_a_waited_script_for_a_key_that_left_is_refused
         await runner.run(incr, [key], [], durable=True)
     _hand_over(moving_cluster, slot, target)
     assert _get(target, key) == ""  # refused before it ran, and not sent again
+    await runner.close()
+
+
+async def test_a_primary_that_dies_answers_503_and_is_used_again_once_it_is_back(
+    moving_cluster: RedisCluster,
+) -> None:
+    runner = ScriptRunner(client_from_url(moving_cluster.url), op_timeout_s=0.5)
+    incr = runner.register(INCR)
+    key = "{killed}n"
+    assert await runner.run(incr, [key], [], durable=False) == 1
+    port = _owner(moving_cluster, _slot(moving_cluster, key))
+    node = next(n for n in moving_cluster.nodes if n.port == port)
+    node.kill()
+    try:
+        with pytest.raises(StoreUnavailable):
+            await runner.run(incr, [key], [], durable=False)
+    finally:
+        node.start()
+
+    async def counted() -> object:
+        try:
+            return await runner.run(incr, [key], [], durable=False)
+        except StoreUnavailable:
+            return None
+
+    # the node is back with its AOF: the one write that was answered is kept
+    assert await eventually(counted, lambda n: n is not None, seconds=20) == 2
     await runner.close()
