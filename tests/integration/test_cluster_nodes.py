@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from redis.commands.core import AsyncScript
 
 from router.store.protocol import NotDurable, StoreUnavailable
 from router.store.redis.client import ScriptRunner, client_from_url
@@ -74,6 +75,27 @@ def _other(cluster: RedisCluster, port: int) -> int:
     return next(p for p in _masters(cluster) if p != port)
 
 
+def _where(cluster: RedisCluster, key: str) -> tuple[int, int, int]:
+    """(the key's slot, the port of its owner, the port of another primary)."""
+    slot = _slot(cluster, key)
+    owner = _owner(cluster, slot)
+    return slot, owner, _other(cluster, owner)
+
+
+async def _opened(
+    cluster: RedisCluster, key: str, *, replicas: int = 0
+) -> tuple[ScriptRunner, AsyncScript, tuple[int, int, int]]:
+    """A runner whose client of the key's owner is open (a read has gone
+    there), its INCR script, and :func:`_where` the key is."""
+    runner = ScriptRunner(client_from_url(cluster.url), replicas=replicas, wait_timeout_ms=50)
+    probe = runner.register(PROBE)
+    assert await runner.run(probe, [key], [], durable=False) == 0
+    if replicas:  # the waited client too; no replicas here, so its WAIT says 0
+        with pytest.raises(NotDurable):
+            await runner.run(probe, [key], [], durable=True)
+    return runner, runner.register(INCR), _where(cluster, key)
+
+
 def _get(port: int, key: str) -> str:
     return cli(port, "GET", key).strip()
 
@@ -81,13 +103,8 @@ def _get(port: int, key: str) -> str:
 async def test_a_script_sent_to_a_primary_that_lost_its_slot_runs_once_on_the_new_owner(
     moving_cluster: RedisCluster,
 ) -> None:
-    runner = ScriptRunner(client_from_url(moving_cluster.url))
-    probe, incr = runner.register(PROBE), runner.register(INCR)
     key = "{moved-alone}n"
-    assert await runner.run(probe, [key], [], durable=False) == 0  # the old owner's client is open
-    slot = _slot(moving_cluster, key)
-    old = _owner(moving_cluster, slot)
-    new = _other(moving_cluster, old)
+    runner, incr, (slot, old, new) = await _opened(moving_cluster, key)
     _hand_over(moving_cluster, slot, new)
     assert await runner.run(incr, [key], [], durable=False) == 1
     assert (_get(new, key), _serves(old, slot)) == ("1", False)
@@ -98,15 +115,8 @@ async def test_a_waited_script_after_a_moved_slot_runs_once_and_is_judged_by_its
     moving_cluster: RedisCluster,
 ) -> None:
     """No replicas here: the write lands on the new owner, and its WAIT says 0."""
-    runner = ScriptRunner(client_from_url(moving_cluster.url), replicas=1, wait_timeout_ms=50)
-    probe, incr = runner.register(PROBE), runner.register(INCR)
     key = "{moved-waited}n"
-    assert await runner.run(probe, [key], [], durable=False) == 0
-    with pytest.raises(NotDurable):  # the waited client is opened on the old owner too
-        await runner.run(probe, [key], [], durable=True)
-    slot = _slot(moving_cluster, key)
-    old = _owner(moving_cluster, slot)
-    new = _other(moving_cluster, old)
+    runner, incr, (slot, _, new) = await _opened(moving_cluster, key, replicas=1)
     _hand_over(moving_cluster, slot, new)
     with pytest.raises(NotDurable):
         await runner.run(incr, [key], [], durable=True)
@@ -123,13 +133,8 @@ def _migrate(cluster: RedisCluster, slot: int, source: int, target: int) -> None
 async def test_during_a_migration_a_script_for_a_key_that_left_runs_on_the_importing_node(
     moving_cluster: RedisCluster,
 ) -> None:
-    runner = ScriptRunner(client_from_url(moving_cluster.url))
-    probe, incr = runner.register(PROBE), runner.register(INCR)
     key = "{asked-alone}n"
-    assert await runner.run(probe, [key], [], durable=False) == 0
-    slot = _slot(moving_cluster, key)
-    source = _owner(moving_cluster, slot)
-    target = _other(moving_cluster, source)
+    runner, incr, (slot, source, target) = await _opened(moving_cluster, key)
     _migrate(moving_cluster, slot, source, target)
     assert await runner.run(incr, [key], [], durable=False) == 1  # ASK: redis-py sends ASKING
     _hand_over(moving_cluster, slot, target)  # the migration ends
@@ -140,13 +145,8 @@ async def test_during_a_migration_a_script_for_a_key_that_left_runs_on_the_impor
 async def test_during_a_migration_a_waited_script_for_a_key_that_left_is_refused_unsent(
     moving_cluster: RedisCluster,
 ) -> None:
-    runner = ScriptRunner(client_from_url(moving_cluster.url), replicas=1, wait_timeout_ms=50)
-    probe, incr = runner.register(PROBE), runner.register(INCR)
     key = "{asked-waited}n"
-    assert await runner.run(probe, [key], [], durable=False) == 0
-    slot = _slot(moving_cluster, key)
-    source = _owner(moving_cluster, slot)
-    target = _other(moving_cluster, source)
+    runner, incr, (slot, source, target) = await _opened(moving_cluster, key, replicas=1)
     _migrate(moving_cluster, slot, source, target)
     with pytest.raises(StoreUnavailable, match="AskError"):
         await runner.run(incr, [key], [], durable=True)

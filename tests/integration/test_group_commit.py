@@ -18,6 +18,7 @@ from router.store.redis.client import ScriptRunner, client_from_url, pipelined_f
 from router.store.redis.group_commit import GroupCommitClient
 from router.store.redis.multiplexed import MultiplexedClient
 from tests.helpers import eventually, until
+from tests.procs.proxy import StallingProxy
 from tests.procs.redis import RedisProcess, ReplicatedRedis, cli
 
 
@@ -56,6 +57,32 @@ def _grouped(redis: ReplicatedRedis, wait_timeout_ms: int = 5_000) -> GroupCommi
     return client
 
 
+def _link(redis: ReplicatedRedis) -> StallingProxy:
+    """The replica's way to the primary, which the tests stall."""
+    assert redis.proxy is not None
+    return redis.proxy
+
+
+async def _a_wait_held_open(
+    redis: ReplicatedRedis, script: str, *first: str
+) -> tuple[GroupCommitClient, str, asyncio.Future[tuple[Any, int]]]:
+    """A client whose first batch, one script, is on the wire, its WAIT held
+    open by the stalled replica link: (the client, the script's sha, that call)."""
+    client = _grouped(redis)
+    sha = await client.script_load(script)
+    _link(redis).stall()
+    call = asyncio.ensure_future(client.evalsha_waited(sha, 1, *first))
+    assert await until(lambda: _blocked_in_wait(redis.primary.port), seconds=10)
+    return client, sha, call
+
+
+async def _held(client: GroupCommitClient, sha: str, *args: str) -> asyncio.Future[tuple[Any, int]]:
+    """A script sent while the batch before it is on the wire: held, not sent."""
+    call = asyncio.ensure_future(client.evalsha_waited(sha, 1, *args))
+    await asyncio.sleep(0)  # a turn for it to reach the client, and be held there
+    return call
+
+
 @pytest.mark.parametrize("loop", sorted(LOOPS))
 def test_scripts_sent_in_one_turn_share_one_wait(redis_server: RedisProcess, loop: str) -> None:
     async def scenario() -> None:
@@ -88,18 +115,13 @@ async def test_each_script_of_a_batch_carries_the_replicas_acknowledgement(
 async def test_scripts_that_arrive_while_a_wait_is_out_go_together_in_the_next_batch(
     replicated_redis: ReplicatedRedis,
 ) -> None:
-    client = _grouped(replicated_redis)
     port = replicated_redis.primary.port
-    assert replicated_redis.proxy is not None
-    sha = await client.script_load(INCR)
     before = _waits(port)
-    replicated_redis.proxy.stall()
-    first = asyncio.ensure_future(client.evalsha_waited(sha, 1, "n"))
-    assert await until(lambda: _blocked_in_wait(port), seconds=10)
+    client, sha, first = await _a_wait_held_open(replicated_redis, INCR, "n")
     behind = [asyncio.ensure_future(client.evalsha_waited(sha, 1, "n")) for _ in range(30)]
     await asyncio.sleep(0)  # a turn for the held ones to be seen, and not sent
     assert _cli(port, "GET", "n") == "1"
-    replicated_redis.proxy.resume()
+    _link(replicated_redis).resume()
     assert await first == (1, 1)
     assert sorted(await asyncio.gather(*behind)) == [(n, 1) for n in range(2, 32)]
     assert _waits(port) - before == 2
@@ -109,17 +131,11 @@ async def test_scripts_that_arrive_while_a_wait_is_out_go_together_in_the_next_b
 async def test_a_held_script_whose_caller_gave_up_is_never_sent(
     replicated_redis: ReplicatedRedis,
 ) -> None:
-    client = _grouped(replicated_redis)
     port = replicated_redis.primary.port
-    assert replicated_redis.proxy is not None
-    sha = await client.script_load(SET)
-    replicated_redis.proxy.stall()
-    first = asyncio.ensure_future(client.evalsha_waited(sha, 1, "first", "1"))
-    assert await until(lambda: _blocked_in_wait(port), seconds=10)
-    given_up = asyncio.ensure_future(client.evalsha_waited(sha, 1, "given-up", "1"))
-    await asyncio.sleep(0)
+    client, sha, first = await _a_wait_held_open(replicated_redis, SET, "first", "1")
+    given_up = await _held(client, sha, "given-up", "1")
     given_up.cancel()
-    replicated_redis.proxy.resume()
+    _link(replicated_redis).resume()
     assert await first == ("OK", 1)
     assert await client.evalsha_waited(sha, 1, "after", "1") == ("OK", 1)
     assert (_cli(port, "EXISTS", "given-up"), _cli(port, "EXISTS", "after")) == ("0", "1")
@@ -129,20 +145,14 @@ async def test_a_held_script_whose_caller_gave_up_is_never_sent(
 async def test_a_lost_connection_fails_the_batch_on_the_wire_and_the_one_held(
     replicated_redis: ReplicatedRedis,
 ) -> None:
-    client = _grouped(replicated_redis)
     port = replicated_redis.primary.port
-    assert replicated_redis.proxy is not None
-    sha = await client.script_load(SET)
-    replicated_redis.proxy.stall()
-    on_wire = asyncio.ensure_future(client.evalsha_waited(sha, 1, "on-wire", "1"))
-    assert await until(lambda: _blocked_in_wait(port), seconds=10)
-    held = asyncio.ensure_future(client.evalsha_waited(sha, 1, "held", "1"))
-    await asyncio.sleep(0)
+    client, sha, on_wire = await _a_wait_held_open(replicated_redis, SET, "on-wire", "1")
+    held = await _held(client, sha, "held", "1")
     cli(port, "CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
     for waiting in (on_wire, held):
         with pytest.raises(rexc.ConnectionError):
             await waiting
-    replicated_redis.proxy.resume()
+    _link(replicated_redis).resume()
     # the script on the wire ran (whether it did is what the caller cannot know);
     # the held one was never sent, and neither is sent again on the new connection
     assert await client.evalsha_waited(sha, 1, "next", "1") == ("OK", 1)
@@ -158,8 +168,7 @@ async def test_a_batch_no_replica_acknowledged_fails_closed_for_every_script_in_
     runner = ScriptRunner(client_from_url(url), replicas=1, wait_timeout_ms=200, grouped=grouped)
     script = runner.register(SET)
     await grouped.script_load(SET)  # else the first batch is NOSCRIPT, and a second one runs
-    assert replicated_redis.proxy is not None
-    replicated_redis.proxy.stall()
+    _link(replicated_redis).stall()
     before = _waits(replicated_redis.primary.port)
     outcomes = await asyncio.gather(
         *(runner.run(script, [f"k{n}"], ["v"], durable=True) for n in range(10)),
@@ -169,7 +178,7 @@ async def test_a_batch_no_replica_acknowledged_fails_closed_for_every_script_in_
     assert _waits(replicated_redis.primary.port) - before == 1
     # written on the primary, not acknowledged: the caller fails closed, the data is there
     assert _cli(replicated_redis.primary.port, "EXISTS", *(f"k{n}" for n in range(10))) == "10"
-    replicated_redis.proxy.resume()
+    _link(replicated_redis).resume()
     assert await runner.run(script, ["k-after"], ["v"], durable=True) == "OK"
     await runner.close()
 
