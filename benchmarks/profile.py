@@ -5,6 +5,7 @@ profile it was meant to move.
 
     .venv/bin/python -m benchmarks.profile              # 8 s, 16 callers
     .venv/bin/python -m benchmarks.profile --seconds 20 --workers 2
+    .venv/bin/python -m benchmarks.profile --redis cluster     # or replicated
 
 Writes ``profile.txt`` (the tables) and ``profile.raw`` (folded stacks, for
 flamegraph.pl or speedscope) into benchmarks/out/<stamp>/.
@@ -20,6 +21,7 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from benchmarks.loadgen import Target, closed_loop
 from benchmarks.run import AUTH, HERE, _url
@@ -81,14 +83,36 @@ def fold(raw: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: the Redis setups a profile can run against (as 13-redis-cost measures them)
+SETUPS = ("single", "cluster", "replicated")
+
+
+async def _start_store(s: Stack, setup: str) -> dict[str, Any]:
+    """Start ``setup``; the store settings the router needs beyond its URL."""
+    if setup == "cluster":
+        s.start_cluster(3)
+        return {}
+    if setup == "replicated":
+        await s.start_replicated_redis()
+        return {"durability": {"replicas": 1}}
+    s.start_redis()
+    return {}
+
+
 async def profile(
-    s: Stack, seconds: float, concurrency: int, workers: int, out: Path, rate: int = 200
+    s: Stack,
+    seconds: float,
+    concurrency: int,
+    workers: int,
+    out: Path,
+    rate: int = 200,
+    setup: str = "single",
 ) -> Path:
     split = cpu_split()
-    s.start_redis()
+    store = await _start_store(s, setup)
     s.start_sandbox("sandbox-a")
     router = s.start_router(
-        s.router_config(default=["sandbox-a"], production=True), workers=workers
+        s.router_config(store, default=["sandbox-a"], production=True), workers=workers
     )
     if split is not None:
         s.pin_all([router], *split)
@@ -117,7 +141,7 @@ async def profile(
     samples = await closed_loop(target, concurrency, seconds, "profiled")
     await sampler.wait()
     ok = sum(1 for x in samples if x.status in (200, 201))
-    text = f"{ok} payments in {seconds} s at concurrency {concurrency}\n" + fold(raw)
+    text = f"{ok} payments in {seconds} s at concurrency {concurrency}, {setup} Redis\n" + fold(raw)
     (out / "profile.txt").write_text(text)
     return out / "profile.txt"
 
@@ -131,13 +155,16 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--rate", type=int, default=200, help="py-spy samples per second")
     parser.add_argument("--out", type=Path, default=HERE / "out")
+    parser.add_argument("--redis", choices=SETUPS, default="single", help="the Redis setup")
     args = parser.parse_args()
     out = args.out / time.strftime("profile-%Y%m%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=True)
 
     async def go() -> Path:
         async with stack(out / "work") as s:
-            return await profile(s, args.seconds, args.concurrency, args.workers, out, args.rate)
+            return await profile(
+                s, args.seconds, args.concurrency, args.workers, out, args.rate, args.redis
+            )
 
     table = asyncio.run(go())
     shutil.rmtree(out / "work", ignore_errors=True)
