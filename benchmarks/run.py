@@ -542,6 +542,12 @@ async def _fail_over(s: Stack, routers: list[Proc], event: Event) -> None:
     _proxy(s).resume()
 
 
+async def _fail_over_cluster(s: Stack, routers: list[Proc], event: Event) -> None:
+    """SIGKILL the primary serving ``slot`` (0); its replica takes over."""
+    assert s.cluster is not None
+    await asyncio.to_thread(s.cluster.fail_over, event.get("slot", 0))
+
+
 ACTIONS: dict[str, Action] = {
     "outage": _outage,
     "brownout": _brownout,
@@ -553,6 +559,7 @@ ACTIONS: dict[str, Action] = {
     "pause_redis": _pause_redis,
     "stall_replication": _stall_replication,
     "fail_over": _fail_over,
+    "fail_over_cluster": _fail_over_cluster,
 }
 
 
@@ -563,6 +570,8 @@ def _action(s: Stack, routers: list[Proc], event: Event) -> Callable[[], Awaitab
 async def chaos(s: Stack, spec: dict[str, Any], out: Path) -> dict[str, Any]:
     if spec.get("redis") == "replicated":
         await s.start_replicated_redis()
+    if spec.get("redis") == "cluster":
+        s.start_cluster(spec.get("cluster_servers", 3), spec.get("cluster_replicas", 0))
     if spec.get("ledger") is not None:
         await s.start_postgres()
     config = s.router_config(

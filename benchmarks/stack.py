@@ -203,11 +203,11 @@ class Stack:
         await self.replicated.start()
         return self.replicated
 
-    def start_cluster(self, size: int) -> RedisCluster:
+    def start_cluster(self, size: int, replicas: int = 0) -> RedisCluster:
         """Durable nodes, like the single server; routers configured after this use it."""
         data = self.workdir / "cluster"
         shutil.rmtree(data, ignore_errors=True)
-        self.cluster = RedisCluster(data, size, durable=True)
+        self.cluster = RedisCluster(data, size, durable=True, replicas=replicas)
         self.cluster.start()
         return self.cluster
 

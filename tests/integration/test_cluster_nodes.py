@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 from redis.commands.core import AsyncScript
+from redis.exceptions import SlotNotCoveredError
 
 from router.store.protocol import NotDurable, StoreUnavailable
-from router.store.redis.client import ScriptRunner, client_from_url
+from router.store.redis.client import ScriptRunner, client_from_url, redis_boundary
 from tests.helpers import eventually
 from tests.procs.redis import RedisCluster, cli
 
@@ -180,3 +181,24 @@ async def test_a_primary_that_dies_answers_503_and_is_used_again_once_it_is_back
     # the node is back with its AOF: the one write that was answered is kept
     assert await eventually(counted, lambda n: n is not None, seconds=20) == 2
     await runner.close()
+
+
+async def test_a_fresh_runners_first_waited_script_finds_its_primary(
+    moving_cluster: RedisCluster,
+) -> None:
+    """redis-py reads the slot map on its first command; a waited script can
+    be the first (found by 14-cluster-failover: the node lookup raised
+    SlotNotCoveredError, which was a 500)."""
+    runner = ScriptRunner(client_from_url(moving_cluster.url), replicas=1, wait_timeout_ms=50)
+    incr = runner.register(INCR)
+    with pytest.raises(NotDurable):  # it ran, on the right primary; no replica to say so
+        await runner.run(incr, ["{fresh}n"], [], durable=True)
+    _, owner, _ = _where(moving_cluster, "{fresh}n")
+    assert _get(owner, "{fresh}n") == "1"
+    await runner.close()
+
+
+async def test_a_slot_nobody_serves_is_store_unavailable_not_a_crash() -> None:
+    with pytest.raises(StoreUnavailable, match="SlotNotCoveredError"):
+        async with redis_boundary():
+            raise SlotNotCoveredError('Slot "1" is not covered by the cluster.')

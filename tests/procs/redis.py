@@ -100,11 +100,15 @@ class RedisProcess:
 
 
 class RedisCluster:
-    """Three masters, no replicas, formed with redis-cli --cluster create.
-    ``durable``: AOF with fsync always on every node (the benchmarks compare
-    it with one durable server; the tests need no durability of it)."""
+    """``size`` masters, each with ``replicas`` replicas, formed with
+    redis-cli --cluster create.  ``durable``: AOF with fsync always on every
+    node (the benchmarks compare it with one durable server; most tests
+    need no durability of it)."""
 
-    def __init__(self, workdir: Path, size: int = 3, *, durable: bool = False) -> None:
+    def __init__(
+        self, workdir: Path, size: int = 3, *, durable: bool = False, replicas: int = 0
+    ) -> None:
+        self.replicas = replicas
         self.nodes = [
             RedisProcess(
                 workdir / f"node{i}",
@@ -118,7 +122,7 @@ class RedisCluster:
                     "2000",
                 ),
             )
-            for i in range(size)
+            for i in range(size * (1 + replicas))
         ]
 
     @property
@@ -134,14 +138,63 @@ class RedisCluster:
             "create",
             *(f"127.0.0.1:{n.port}" for n in self.nodes),
             "--cluster-replicas",
-            "0",
+            str(self.replicas),
             "--cluster-yes",
         )
-        deadline = time.monotonic() + 20
-        while not all("cluster_state:ok" in cli(n.port, "CLUSTER", "INFO") for n in self.nodes):
+        self._until(lambda: all(self._ok(n) for n in self.nodes), "reach state ok")
+        if self.replicas:
+            self._until(lambda: all(self._linked(n) for n in self.nodes), "link every replica")
+
+    @staticmethod
+    def _until(condition: Callable[[], bool], what: str, seconds: float = 30) -> None:
+        deadline = time.monotonic() + seconds
+        while not condition():
             if time.monotonic() > deadline:
-                raise RuntimeError("cluster did not reach state ok")
+                raise RuntimeError(f"cluster did not {what}")
             time.sleep(0.1)
+
+    @staticmethod
+    def _ok(node: RedisProcess) -> bool:
+        return node.proc is not None and "cluster_state:ok" in cli(node.port, "CLUSTER", "INFO")
+
+    @staticmethod
+    def _linked(node: RedisProcess, *, replica: bool = False) -> bool:
+        """A primary (unless ``replica``), or a replica whose link is up."""
+        info = cli(node.port, "INFO", "replication")
+        return (not replica and "role:master" in info) or "master_link_status:up" in info
+
+    def owner_of_slot(self, slot: int, asked: RedisProcess) -> int:
+        """The port of the primary that ``asked`` says serves ``slot``."""
+        for line in cli(asked.port, "CLUSTER", "NODES").splitlines():
+            fields = line.split()
+            if "master" not in fields[2] or "fail" in fields[2]:
+                continue
+            for part in fields[8:]:
+                low, _, high = part.partition("-")
+                if low.isdigit() and int(low) <= slot <= int(high or low):
+                    return int(fields[1].split("@")[0].rsplit(":", 1)[1])
+        raise LookupError(f"nobody serves slot {slot}")
+
+    def fail_over(self, slot: int = 0) -> None:
+        """SIGKILL the primary serving ``slot``; once one of its replicas
+        serves it and the cluster is ok again, bring it back, as an operator
+        would: it rejoins as a replica of the one promoted."""
+        assert self.replicas, "a failover needs replicas"
+        old = next(n for n in self.nodes if n.port == self.owner_of_slot(slot, self.nodes[0]))
+        witness = next(n for n in self.nodes if n is not old)
+        old.kill()
+
+        def promoted() -> bool:
+            try:
+                return self.owner_of_slot(slot, witness) != old.port and self._ok(witness)
+            except LookupError:  # flagged failed, not yet replaced
+                return False
+
+        self._until(promoted, "promote a replica")
+        old.start()
+        self._until(
+            lambda: self._linked(old, replica=True) and self._ok(old), "take the old primary back"
+        )
 
     def stop(self) -> None:
         for node in self.nodes:
