@@ -3,18 +3,20 @@ scripts followed by ``WAIT`` on the same connection.
 
 Every Redis error class -- a lost connection, ``READONLY`` from a demoted
 primary, ``LOADING``, ``MASTERDOWN``, ``NOREPLICAS``, ``TRYAGAIN``,
-``CLUSTERDOWN``, a moved slot -- becomes :class:`StoreUnavailable` here and
-nowhere else, so the API answers 503 with Retry-After and never a 500.
+``CLUSTERDOWN``, a moved slot, a Cluster slot nobody serves -- becomes
+:class:`StoreUnavailable` here and nowhere else, so the API answers 503
+with Retry-After and never a 500.
 
 Durability: ``WAIT n timeout`` blocks until n replicas acknowledged every
-write the *same connection* made, so the script and its WAIT go out as one
-pipeline on one connection (on Cluster: a connection to the node that owns
-the slot).  redis-py's ``register_script`` objects hold the scripts, but are
-not used inside the pipeline: a pipeline with registered scripts sends
+write the *same connection* made, so a script and its WAIT go out on one
+connection: in a batch of scripts with one WAIT behind it
+(:mod:`router.store.redis.group_commit`, on the primary a URL or Sentinel
+names, or on each Cluster primary), or, over TLS, as a redis-py pipeline
+of its own.  redis-py's ``register_script`` objects hold the scripts, but
+are not used inside that pipeline: a pipeline with registered scripts sends
 ``SCRIPT EXISTS`` first, a round trip per step; here EVALSHA goes straight
 out and a NOSCRIPT reply (a restarted or failed-over server) loads the
-script and sends the pipeline again -- safe, because NOSCRIPT means nothing
-ran.
+script and sends it again -- safe, because NOSCRIPT means nothing ran.
 """
 
 from __future__ import annotations
