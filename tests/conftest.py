@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -102,6 +103,16 @@ async def router_factory() -> AsyncIterator[RouterFactory]:
 def redis_server(tmp_path: Path) -> Iterator[RedisProcess]:
     _need_redis()
     server = RedisProcess(tmp_path / "redis")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def tls_redis(tmp_path: Path) -> Iterator[RedisProcess]:
+    """A redis-server that also speaks TLS, with a certificate from a test CA."""
+    _need_redis()
+    server = RedisProcess(tmp_path / "redis-tls", tls=trustme.CA())
     server.start()
     yield server
     server.stop()

@@ -1,4 +1,4 @@
-"""One contract, four deployments: memory, Redis, Redis Cluster, Redis Sentinel.
+"""One contract, five deployments: memory, Redis, Redis over TLS, Redis Cluster, Redis Sentinel.
 
 The two atomic steps (claim, commit), the outbox they feed, and the
 guarantees the payment flows lean on: a lost reply re-run is recognised, an
@@ -56,13 +56,14 @@ RESPONSE = StoredResponse(status=201, body='{"id": "pay_1"}', headers={"Location
 Store = MemoryStore | RedisStore
 
 
-@pytest.fixture(params=["memory", "redis", "cluster", "sentinel"])
+@pytest.fixture(params=["memory", "redis", "tls", "cluster", "sentinel"])
 async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
     if request.param == "memory":
         yield MemoryStore()
         return
     url = {
         "redis": lambda: request.getfixturevalue("redis_server").url,
+        "tls": lambda: request.getfixturevalue("tls_redis").tls_url,
         "cluster": lambda: request.getfixturevalue("redis_cluster").url,
         "sentinel": lambda: request.getfixturevalue("redis_sentinel").url,
     }[request.param]()

@@ -11,6 +11,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import trustme
+
 from tests.procs.net import free_port, wait_port
 from tests.procs.proxy import StallingProxy
 
@@ -32,20 +34,56 @@ def cli(port: int, *args: str) -> str:
 
 class RedisProcess:
     """One redis-server.  ``durable`` turns on AOF with fsync always, as
-    production must run it: a restart then keeps every acknowledged write."""
+    production must run it: a restart then keeps every acknowledged write.
+    ``tls``: a CA, which signs the server a certificate for 127.0.0.1; the
+    server then also listens for TLS (``tls_url``; the plain port stays for
+    the tests' own commands)."""
 
-    def __init__(self, workdir: Path, *, durable: bool = True, extra: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        durable: bool = True,
+        extra: tuple[str, ...] = (),
+        tls: trustme.CA | None = None,
+    ) -> None:
         assert REDIS_SERVER is not None, "redis-server is not installed"
         self.workdir = workdir
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port(with_cluster_bus="--cluster-enabled" in extra)
         self.durable = durable
-        self.extra = extra
+        self.extra = extra + (self._tls_args(tls) if tls is not None else ())
         self.proc: subprocess.Popen[bytes] | None = None
+
+    def _tls_args(self, ca: trustme.CA) -> tuple[str, ...]:
+        self.tls_port = free_port()
+        self.ca_file = self.workdir / "ca.pem"
+        ca.cert_pem.write_to_path(str(self.ca_file))
+        issued = ca.issue_cert("127.0.0.1")
+        cert, key = self.workdir / "cert.pem", self.workdir / "key.pem"
+        issued.cert_chain_pems[0].write_to_path(str(cert))
+        issued.private_key_pem.write_to_path(str(key))
+        return (
+            "--tls-port",
+            str(self.tls_port),
+            "--tls-cert-file",
+            str(cert),
+            "--tls-key-file",
+            str(key),
+            "--tls-ca-cert-file",
+            str(self.ca_file),
+            "--tls-auth-clients",
+            "no",
+        )
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def tls_url(self) -> str:
+        """rediss://, verifying the server against the test CA."""
+        return f"rediss://127.0.0.1:{self.tls_port}/0?ssl_ca_certs={self.ca_file}"
 
     def start(self) -> None:
         assert REDIS_SERVER is not None
