@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import ssl
 from collections.abc import Sequence
 from typing import Any, cast
 from urllib.parse import unquote, urlsplit
@@ -31,6 +32,7 @@ from urllib.parse import unquote, urlsplit
 import redis.asyncio as aioredis
 import redis.exceptions as rexc
 from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.connection import RedisSSLContext, parse_url
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import ExponentialBackoff
@@ -141,11 +143,12 @@ def pipelined_from_url(
     wait_timeout_ms: int = 500,
 ) -> MultiplexedClient | None:
     """The payment path's pipelined connection for a URL, when it can speak
-    to it: plain ``redis://``, or the primary ``redis+sentinel://`` names
-    (asked again on each connect).  ``replicas``: a
-    :class:`~router.store.redis.group_commit.GroupCommitClient` whose
-    scripts wait for that many replicas, one ``WAIT`` per batch.  None for
-    TLS and Cluster, which stay on redis-py."""
+    to it: plain ``redis://``, ``rediss://`` (TLS, see :func:`_tls`), or the
+    primary ``redis+sentinel://`` names (asked again on each connect).
+    ``replicas``: a :class:`~router.store.redis.group_commit.GroupCommitClient`
+    whose scripts wait for that many replicas, one ``WAIT`` per batch.  None
+    for a Cluster (:class:`ScriptRunner` runs its own per primary) and for a
+    TLS URL with options :func:`_tls` does not take."""
     parts = urlsplit(url)
     options: dict[str, Any] = {"connect_timeout_s": op_timeout_s, "timeout_s": op_timeout_s}
     kind: type[MultiplexedClient] = MultiplexedClient
@@ -159,6 +162,20 @@ def pipelined_from_url(
         )
     if parts.scheme == "redis":
         return kind.from_url(url, password, **options)
+    if parts.scheme == "rediss":
+        found = _tls(url)
+        if found is None:
+            return None
+        address, context = found
+        return kind(
+            str(address["host"]),
+            int(address.get("port", 6379)),
+            db=int(address.get("db", 0)),
+            username=address.get("username"),
+            password=password or address.get("password"),
+            ssl=context,
+            **options,
+        )
     if parts.scheme == "redis+sentinel":
         sentinel, service, db = _sentinel(url, op_timeout_s)
         return kind(
@@ -170,6 +187,39 @@ def pipelined_from_url(
             **options,
         )
     return None
+
+
+#: a rediss:// URL's TLS options, as redis-py's SSLConnection takes them ->
+#: as its RedisSSLContext does; with any other option in the URL, the URL is
+#: left to redis-py, which knows them all
+_TLS_OPTIONS = {
+    "ssl_ca_certs": "ca_certs",
+    "ssl_ca_path": "ca_path",
+    "ssl_cert_reqs": "cert_reqs",
+    "ssl_certfile": "certfile",
+    "ssl_keyfile": "keyfile",
+    "ssl_password": "password",
+    "ssl_check_hostname": "check_hostname",
+    "ssl_min_version": "min_version",
+    "ssl_ciphers": "ciphers",
+}
+_ADDRESS = {"host", "port", "db", "username", "password", "connection_class"}
+
+
+def _tls(url: str) -> tuple[dict[str, Any], ssl.SSLContext] | None:
+    """(the URL's address, the TLS context redis-py would build for it).
+
+    redis-py reads the URL and builds the context, so the pipelined
+    connection verifies exactly what a redis-py connection would: the
+    server's certificate against ``ssl_ca_certs`` (or the system's), its
+    host name unless ``ssl_check_hostname=false``.  The defaults are
+    SSLConnection's, not RedisSSLContext's (which verifies nothing)."""
+    parsed: dict[str, Any] = dict(parse_url(url))
+    if set(parsed) - _ADDRESS - set(_TLS_OPTIONS):
+        return None
+    options: dict[str, Any] = {"cert_reqs": "required", "check_hostname": True}
+    options.update({_TLS_OPTIONS[k]: v for k, v in parsed.items() if k in _TLS_OPTIONS})
+    return parsed, RedisSSLContext(**options).get()
 
 
 class ScriptRunner:

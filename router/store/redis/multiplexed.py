@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import ssl as ssl_module
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 from urllib.parse import unquote, urlsplit
@@ -172,10 +173,14 @@ class MultiplexedClient:
         connect_timeout_s: float = 1.0,
         timeout_s: float = 1.0,
         locate: Locate | None = None,
+        ssl: ssl_module.SSLContext | None = None,
     ) -> None:
-        """``host``, ``port``: the server, unless ``locate`` names it anew on each connect."""
+        """``host``, ``port``: the server, unless ``locate`` names it anew on
+        each connect.  ``ssl``: speak TLS with this context, checking the
+        certificate against ``host`` when the context checks host names."""
         self.host, self.port, self.db = host, port, db
         self._locate = locate
+        self._ssl = ssl
         self._username, self._password = username, password
         self._connect_timeout_s = connect_timeout_s
         self._timeout_s = timeout_s
@@ -243,7 +248,11 @@ class MultiplexedClient:
                 if self._locate is not None:
                     self.host, self.port = await self._locate()
                 _, connection = await loop.create_connection(
-                    self._new_connection, self.host, self.port
+                    self._new_connection,
+                    self.host,
+                    self.port,
+                    ssl=self._ssl,
+                    server_hostname=self.host if self._ssl is not None else None,
                 )
                 greeting: list[tuple[str | int, ...]] = []
                 if self._username and self._password is not None:
