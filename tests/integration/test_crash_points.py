@@ -1,5 +1,7 @@
 """The crash-point matrix of tests/payments/test_crash_points.py on real parts:
-a redis-server process, sandbox acquirers over HTTP, two router instances.
+a redis-server process (or a primary whose journal writes wait for its
+replica, one WAIT per batch), sandbox acquirers over HTTP, two router
+instances.
 
 The owner dies (a SimulatedCrash: nothing after the point runs, its lease is
 not released) right before or right after each store step and acquirer call;
@@ -10,7 +12,8 @@ answer and the records must equal the sandbox ledgers.
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -24,9 +27,40 @@ from router.telemetry.metrics import Metrics
 from tests.helpers import charges_by_reference, eventually, make_config, redis_store
 from tests.payments.harness import CrashAt
 from tests.payments.test_crash_points import CASES, Scenario, _operation, _prepare
-from tests.procs.redis import RedisProcess
+from tests.procs.redis import RedisProcess, cli
 
 LEASE_S = 0.3
+
+pytestmark = pytest.mark.redis
+
+
+@pytest.fixture(scope="module")
+def primary_with_replica(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisProcess]:
+    """A primary and a replica that follows it, shared by the cases (each
+    flushes it first: the cases reuse idempotency keys)."""
+    workdir = Path(tmp_path_factory.mktemp("replicated"))
+    primary = RedisProcess(workdir / "primary")
+    primary.start()
+    follows = ("--replicaof", "127.0.0.1", str(primary.port))
+    replica = RedisProcess(workdir / "replica", extra=follows)
+    try:
+        replica.start()
+        while "master_link_status:up" not in cli(replica.port, "INFO", "replication"):
+            pass  # the first sync of an empty primary: a few milliseconds
+        yield primary
+    finally:
+        replica.stop()
+        primary.stop()
+
+
+@pytest.fixture(params=["one server", "primary with replica"])
+def store_url(request: pytest.FixtureRequest) -> tuple[str, int]:
+    """(the URL, the replicas each journal write waits for)."""
+    if request.param == "one server":
+        return request.getfixturevalue("redis_server").url, 0
+    primary: RedisProcess = request.getfixturevalue("primary_with_replica")
+    cli(primary.port, "FLUSHALL")
+    return primary.url, 1
 
 
 @pytest.fixture
@@ -54,14 +88,15 @@ async def test_an_owner_killed_at_any_step_is_finished_by_another_instance(
     scenario: Scenario,
     step: Step,
     when: When,
-    redis_server: RedisProcess,
+    store_url: tuple[str, int],
     session: aiohttp.ClientSession,
     two_sandboxes: tuple[SandboxServer, SandboxServer],
 ) -> None:
     a, b = two_sandboxes
     if scenario.name == "sale-after-failover":
         await session.put(f"{a.url}/_sandbox/faults", json=[{"mode": "unavailable", "count": 1}])
-    store = RedisStore.from_url(redis_server.url, 3_600_000)
+    url, replicas = store_url
+    store = RedisStore.from_url(url, 3_600_000, replicas=replicas)
     try:
         healthy = _runtime(store, session, two_sandboxes)
         payment_id = await _prepare(healthy, scenario)
