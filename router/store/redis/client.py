@@ -11,12 +11,13 @@ Durability: ``WAIT n timeout`` blocks until n replicas acknowledged every
 write the *same connection* made, so a script and its WAIT go out on one
 connection: in a batch of scripts with one WAIT behind it
 (:mod:`router.store.redis.group_commit`, on the primary a URL or Sentinel
-names, or on each Cluster primary), or, over TLS, as a redis-py pipeline
-of its own.  redis-py's ``register_script`` objects hold the scripts, but
-are not used inside that pipeline: a pipeline with registered scripts sends
-``SCRIPT EXISTS`` first, a round trip per step; here EVALSHA goes straight
-out and a NOSCRIPT reply (a restarted or failed-over server) loads the
-script and sends it again -- safe, because NOSCRIPT means nothing ran.
+names, or on each Cluster primary), or, for a TLS URL with options the
+pipelined client does not take, as a redis-py pipeline of its own.
+redis-py's ``register_script`` objects hold the scripts, but are not used
+inside that pipeline: a pipeline with registered scripts sends ``SCRIPT
+EXISTS`` first, a round trip per step; here EVALSHA goes straight out and a
+NOSCRIPT reply (a restarted or failed-over server) loads the script and
+sends it again -- safe, because NOSCRIPT means nothing ran.
 """
 
 from __future__ import annotations
@@ -252,7 +253,6 @@ class ScriptRunner:
         replicas: int = 0,
         wait_timeout_ms: int = 500,
         op_timeout_s: float = 1.0,
-        password: str | None = None,
         *,
         untimed: Any = None,
         alone: Any = None,
