@@ -9,6 +9,8 @@ version it was read at, and its change events come out in order.
 from __future__ import annotations
 
 import asyncio
+import gc
+import warnings
 from collections.abc import AsyncIterator
 
 import pytest
@@ -45,7 +47,7 @@ from router.store.protocol import (
 from router.store.redis.client import client_from_url
 from router.store.redis.store import RedisStore
 from tests.helpers import eventually
-from tests.procs.redis import RedisCluster, RedisProcess
+from tests.procs.redis import RedisCluster, RedisProcess, RedisSentinel
 
 LEASE = 60_000
 PID = "pay_3a" + "0" * 22
@@ -427,3 +429,19 @@ async def test_all_keys_of_one_payment_share_one_cluster_slot(redis_cluster: Red
         assert len(slots) == 1
     finally:
         await client.aclose()
+
+
+async def test_a_closed_sentinel_store_leaves_no_connection_open(
+    redis_sentinel: RedisSentinel,
+) -> None:
+    """Three clients reach the primary through the sentinels, each with a
+    Sentinel of its own, and redis-py closes none of those with its client."""
+    store = RedisStore.from_url(redis_sentinel.url, ttl_ms=3_600_000)
+    assert isinstance(await store.claim(_claim()), Claimed)  # the pipelined client
+    assert await store.get_payment(PID) is not None  # redis-py's client
+    await store.close()
+    del store
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        gc.collect()
+    assert [str(w.message) for w in caught if w.category is ResourceWarning] == []

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import ssl
 from collections.abc import Sequence
 from typing import Any, cast
@@ -184,10 +183,37 @@ def pipelined_from_url(
             0,
             db=db,
             password=password or (unquote(parts.password) if parts.password else None),
-            locate=functools.partial(sentinel.discover_master, service),
+            locate=_SentinelPrimary(sentinel, service),
             **options,
         )
     return None
+
+
+class _SentinelPrimary:
+    """Where the sentinels say the primary is, asked by a pipelined client on
+    each connect, and closed with it: redis-py's Sentinel keeps its
+    connections to the sentinels open until it is closed."""
+
+    def __init__(self, sentinel: Any, service: str) -> None:
+        self._sentinel, self._service = sentinel, service
+
+    async def __call__(self) -> tuple[str, int]:
+        host, port = await self._sentinel.discover_master(self._service)
+        return str(host), int(port)
+
+    async def aclose(self) -> None:
+        await self._sentinel.aclose()
+
+
+async def close_client(client: Any) -> None:
+    """Close a client, and the Sentinel behind it when it has one (a
+    ``master_for`` client does not close its Sentinel)."""
+    with contextlib.suppress(Exception):
+        await client.aclose()
+    manager = getattr(getattr(client, "connection_pool", None), "sentinel_manager", None)
+    if manager is not None:
+        with contextlib.suppress(Exception):
+            await manager.aclose()
 
 
 #: a rediss:// URL's TLS options, as redis-py's SSLConnection takes them ->
@@ -395,7 +421,5 @@ class ScriptRunner:
         if self._nodes is not None:
             await self._nodes.close()
         for own in {self._scripts, self._alone, self._grouped} - {self.client, None}:
-            with contextlib.suppress(Exception):
-                await own.aclose()
-        with contextlib.suppress(Exception):
-            await self.client.aclose()
+            await close_client(own)
+        await close_client(self.client)

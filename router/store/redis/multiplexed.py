@@ -275,3 +275,6 @@ class MultiplexedClient:
         if self._connection is not None:
             self._connection.abort(rexc.ConnectionError("redis client closed"))
             self._connection = None
+        closing = getattr(self._locate, "aclose", None)  # a locator that holds connections
+        if closing is not None:
+            await closing()
