@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import trustme
 import yaml
 
 from router.known_keys import DEMO_API_KEY
@@ -147,6 +148,8 @@ class Stack:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.procs: list[Proc] = []
         self.redis: Proc | None = None
+        #: the single server's TLS address, when it was started with TLS
+        self.redis_tls_url: str | None = None
         #: primary + replica + sentinels, for the failover scenarios
         self.replicated: ReplicatedRedis | None = None
         self.sandboxes: dict[str, Proc] = {}
@@ -158,7 +161,10 @@ class Stack:
     def _py(self, *args: str) -> list[str]:
         return [sys.executable, *args]
 
-    def start_redis(self) -> Proc:
+    def start_redis(self, *, tls: bool = False) -> Proc:
+        """``tls``: the server also listens for TLS, with a certificate from a
+        CA of the run's own, and routers configured after this use it (INFO
+        still goes over the plain port)."""
         server = shutil.which("redis-server")
         if server is None:
             raise RuntimeError("redis-server is not installed")
@@ -166,6 +172,8 @@ class Stack:
         data = self.workdir / "redis"
         shutil.rmtree(data, ignore_errors=True)  # every run starts from an empty Redis
         data.mkdir()
+        self.redis_tls_url = None
+        speaks_tls = self._tls_args(data) if tls else []
         self.redis = Proc(
             "redis",
             [
@@ -184,12 +192,35 @@ class Stack:
                 "always",
                 "--protected-mode",
                 "no",
+                *speaks_tls,
             ],
             port,
             self.workdir / "redis.log",
         ).start()
         self.procs.append(self.redis)
         return self.redis
+
+    def _tls_args(self, data: Path) -> list[str]:
+        ca = trustme.CA()
+        issued = ca.issue_cert("127.0.0.1")
+        ca_file, cert, key = data / "ca.pem", data / "cert.pem", data / "key.pem"
+        ca.cert_pem.write_to_path(str(ca_file))
+        issued.cert_chain_pems[0].write_to_path(str(cert))
+        issued.private_key_pem.write_to_path(str(key))
+        tls_port = free_port()
+        self.redis_tls_url = f"rediss://127.0.0.1:{tls_port}/0?ssl_ca_certs={ca_file}"
+        return [
+            "--tls-port",
+            str(tls_port),
+            "--tls-cert-file",
+            str(cert),
+            "--tls-key-file",
+            str(key),
+            "--tls-ca-cert-file",
+            str(ca_file),
+            "--tls-auth-clients",
+            "no",
+        ]
 
     async def stop_replicated_redis(self) -> None:
         if self.replicated is not None:
@@ -233,7 +264,7 @@ class Stack:
         if self.replicated is not None:
             return self.replicated.url
         assert self.redis is not None
-        return f"redis://127.0.0.1:{self.redis.port}/0"
+        return self.redis_tls_url or f"redis://127.0.0.1:{self.redis.port}/0"
 
     @contextlib.contextmanager
     def redis_fsync(self, policy: str) -> Iterator[None]:

@@ -81,6 +81,6 @@ def test_the_added_latency_chart_is_drawn_from_a_per_core_result(tmp_path: Path)
 
 def test_the_redis_cost_chart_is_drawn_from_a_redis_cost_result(tmp_path: Path) -> None:
     side = {"router_cpu_us_per_payment": 658, "redis_cpu_us_per_payment": 167}
-    result = {"single": side, "replicated": side, "cluster": side}
+    result = {"single": side, "tls": side, "replicated": side, "cluster": side}
     out = redis_cost_chart(result, 3, tmp_path / "redis-cost.png")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
