@@ -357,13 +357,16 @@ class ScriptRunner:
         script: AsyncScript,
         keys: Sequence[str],
         args: Sequence[Any],
+        *,
+        asking: bool = False,
     ) -> Any:
         """EVALSHA in the next batch, judged by the batch's one WAIT."""
+        sha, count = script.sha, len(keys)
         try:
-            reply, acked = await grouped.evalsha_waited(script.sha, len(keys), *keys, *args)
+            reply, acked = await grouped.evalsha_waited(sha, count, *keys, *args, asking=asking)
         except rexc.NoScriptError:  # nothing ran: load it and send it again
             await grouped.script_load(cast(str, script.script))  # the store registers text
-            reply, acked = await grouped.evalsha_waited(script.sha, len(keys), *keys, *args)
+            reply, acked = await grouped.evalsha_waited(sha, count, *keys, *args, asking=asking)
         self._judge(acked)
         return reply
 
@@ -383,10 +386,11 @@ class ScriptRunner:
         wait: bool,
     ) -> Any:
         """On the key's primary.  A redirect means nothing ran: once redis-py
-        has learnt the new owner, the script is sent there (during a slot's
-        migration, ``ASK``, a script that need not wait goes through
-        redis-py's routing, which sends the ``ASKING`` an import needs).  A
-        lost connection may have run it: never sent again."""
+        has learnt the new owner, the script is sent there.  During a slot's
+        migration (``ASK``: the key has left), the script goes to the
+        importing node behind ``ASKING``: one that need not wait through
+        redis-py's routing, a waited one in the importing node's next batch.
+        A lost connection may have run it: never sent again."""
         for attempt in range(2):
             name, client = await nodes.for_key(keys[0], waited=wait)
             try:
@@ -397,10 +401,13 @@ class ScriptRunner:
                 await nodes.learn(keys[0])
                 if attempt:
                     raise
-            except rexc.AskError:
-                if wait:
-                    raise
-                return await script(keys=list(keys), args=list(args))
+            except rexc.AskError as asked:
+                if not wait:
+                    return await script(keys=list(keys), args=list(args))
+                host = asked.host or name.rsplit(":", 1)[0]  # Redis may leave its own host out
+                importing = nodes.at(host, int(asked.port), waited=True)
+                assert isinstance(importing, GroupCommitClient)
+                return await self._run_grouped(importing, script, keys, args, asking=True)
             except (rexc.ConnectionError, rexc.TimeoutError):
                 await nodes.forget(name, keys[0], waited=wait)
                 raise

@@ -51,8 +51,14 @@ class NodePipes:
         await self.cluster.initialize()
         node = self.cluster.get_node_from_key(key)
         assert node is not None  # a primary is asked for: redis-py raises, not None
-        found = self._clients.get((node.name, waited))
+        return node.name, self.at(node.host, int(node.port), waited=waited)
+
+    def at(self, host: str, port: int, *, waited: bool) -> MultiplexedClient:
+        """The client of the node at ``host:port`` (an ``ASK`` names it)."""
+        name = f"{host}:{port}"
+        found = self._clients.get((name, waited))
         if found is None:
+            node = self.cluster.get_node(host=host, port=port) or self.cluster.get_default_node()
             options: dict[str, Any] = {
                 "username": node.connection_kwargs.get("username"),
                 "password": node.connection_kwargs.get("password"),
@@ -62,16 +68,16 @@ class NodePipes:
             if waited:
                 options["timeout_s"] = self.op_timeout_s + self.wait_timeout_ms / 1000
                 found = GroupCommitClient(
-                    node.host,
-                    int(node.port),
+                    host,
+                    port,
                     replicas=self.replicas,
                     wait_timeout_ms=self.wait_timeout_ms,
                     **options,
                 )
             else:
-                found = MultiplexedClient(node.host, int(node.port), **options)
-            self._clients[(node.name, waited)] = found
-        return node.name, found
+                found = MultiplexedClient(host, port, **options)
+            self._clients[(name, waited)] = found
+        return found
 
     async def forget(self, name: str, key: str, *, waited: bool) -> None:
         """That client of ``name`` lost its connection on ``key``: drop it

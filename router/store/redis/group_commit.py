@@ -46,6 +46,15 @@ from router.store.redis.multiplexed import MultiplexedClient, _Connection, _pack
 #: a script sent in a batch (its reply, filled in order) and the caller's future
 _Sent = tuple[asyncio.Future[Any], asyncio.Future[tuple[Any, Any]]]
 
+#: sent right before a script for a slot this node is importing (a Cluster's ASK)
+_ASKING = _pack(("ASKING",))
+
+
+def _dropped(reply: asyncio.Future[Any]) -> None:
+    """ASKING's own reply: nobody waits for it, so an error is read here."""
+    if not reply.cancelled():
+        reply.exception()
+
 
 class _GroupConnection(_Connection):
     """A :class:`_Connection` whose waited scripts go out in batches, one ``WAIT`` behind each."""
@@ -53,27 +62,35 @@ class _GroupConnection(_Connection):
     def __init__(self, timeout_s: float, wait: bytes) -> None:
         super().__init__(timeout_s)
         self._wait = wait
-        #: scripts not yet sent, with their callers' futures
-        self._held: list[tuple[bytes, asyncio.Future[tuple[Any, Any]]]] = []
+        #: scripts not yet sent, with their callers' futures (and whether ASKING goes first)
+        self._held: list[tuple[bytes, asyncio.Future[tuple[Any, Any]], bool]] = []
         self._on_wire = False
 
-    def send_waited(self, packed: bytes) -> asyncio.Future[tuple[Any, Any]]:
-        """The script's reply and the ``WAIT`` reply behind it, once both are in."""
+    def send_waited(
+        self, packed: bytes, *, asking: bool = False
+    ) -> asyncio.Future[tuple[Any, Any]]:
+        """The script's reply and the ``WAIT`` reply behind it, once both are in.
+        ``asking``: ASKING goes right before the script (nothing can come
+        between them: a batch is written in one synchronous step)."""
         if self.lost or self._transport is None:
             raise rexc.ConnectionError("redis connection lost")
         outcome: asyncio.Future[tuple[Any, Any]] = self._loop.create_future()
         if not self._held and not self._on_wire:  # the first of a batch: send when the turn ends
             self._loop.call_soon(self._send_batch)
-        self._held.append((packed, outcome))
+        self._held.append((packed, outcome, asking))
         return outcome
 
     def _send_batch(self) -> None:
         if self._on_wire or self.lost:  # sent when the WAIT on the wire answers, or failed
             return
-        held, self._held = [(p, o) for p, o in self._held if not o.done()], []
+        held, self._held = [h for h in self._held if not h[1].done()], []
         if not held:
             return
-        sent: list[_Sent] = [(self.send(packed), outcome) for packed, outcome in held]
+        sent: list[_Sent] = []
+        for packed, outcome, asking in held:
+            if asking:
+                self.send(_ASKING).add_done_callback(_dropped)
+            sent.append((self.send(packed), outcome))
         acked = self.send(self._wait)
         self._flush()
         self._on_wire = True
@@ -98,7 +115,7 @@ class _GroupConnection(_Connection):
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
         held, self._held = self._held, []
-        for _, outcome in held:
+        for _, outcome, _asking in held:
             if not outcome.done():
                 outcome.set_exception(rexc.ConnectionError("redis connection lost; not sent"))
 
@@ -120,14 +137,17 @@ class GroupCommitClient(MultiplexedClient):
     def _new_connection(self) -> _Connection:
         return _GroupConnection(self._timeout_s, self._wait)
 
-    async def evalsha_waited(self, sha: str, numkeys: int, *keys_and_args: Any) -> tuple[Any, int]:
-        """(the script's reply, replicas that acknowledged it)."""
+    async def evalsha_waited(
+        self, sha: str, numkeys: int, *keys_and_args: Any, asking: bool = False
+    ) -> tuple[Any, int]:
+        """(the script's reply, replicas that acknowledged it).  ``asking``:
+        for a slot this node is importing (a Cluster's ``ASK``)."""
         connection = self._connection
         if connection is None or connection.lost:
             connection = await self._connect()
         assert isinstance(connection, _GroupConnection)
         reply, acked = await connection.send_waited(
-            _pack(("EVALSHA", sha, numkeys, *keys_and_args))
+            _pack(("EVALSHA", sha, numkeys, *keys_and_args)), asking=asking
         )
         for answer in (reply, acked):
             if isinstance(answer, hiredis.ReplyError):
