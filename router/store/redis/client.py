@@ -150,16 +150,12 @@ def pipelined_from_url(
     for a Cluster (:class:`ScriptRunner` runs its own per primary) and for a
     TLS URL with options :func:`_tls` does not take."""
     parts = urlsplit(url)
+    password = password or (unquote(parts.password) if parts.password else None)
     options: dict[str, Any] = {"connect_timeout_s": op_timeout_s, "timeout_s": op_timeout_s}
     kind: type[MultiplexedClient] = MultiplexedClient
     if replicas:
         kind = GroupCommitClient
-        # a script and its WAIT share one bound; see GroupCommitClient
-        options.update(
-            replicas=replicas,
-            wait_timeout_ms=wait_timeout_ms,
-            timeout_s=op_timeout_s + wait_timeout_ms / 1000,
-        )
+        options.update(replicas=replicas, wait_timeout_ms=wait_timeout_ms)
     if parts.scheme == "redis":
         return kind.from_url(url, password, **options)
     if parts.scheme == "rediss":
@@ -172,7 +168,7 @@ def pipelined_from_url(
             int(address.get("port", 6379)),
             db=int(address.get("db", 0)),
             username=address.get("username"),
-            password=password or address.get("password"),
+            password=password,
             ssl=context,
             **options,
         )
@@ -182,7 +178,7 @@ def pipelined_from_url(
             "",
             0,
             db=db,
-            password=password or (unquote(parts.password) if parts.password else None),
+            password=password,
             locate=_SentinelPrimary(sentinel, service),
             **options,
         )

@@ -66,7 +66,6 @@ class NodePipes:
                 "timeout_s": self.op_timeout_s,
             }
             if waited:
-                options["timeout_s"] = self.op_timeout_s + self.wait_timeout_ms / 1000
                 found = GroupCommitClient(
                     host,
                     port,

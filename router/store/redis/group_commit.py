@@ -124,14 +124,16 @@ class GroupCommitClient(MultiplexedClient):
     """A :class:`MultiplexedClient` for durable writes: ``evalsha_waited``
     runs a script and reports how many replicas acknowledged it.
 
-    ``timeout_s`` bounds a script and the ``WAIT`` behind it; a script held
-    behind a batch on the wire waits for that batch first, so a caller's
-    whole wait is bounded by two of them."""
+    ``timeout_s`` bounds a script, as on any pipelined client; the ``WAIT``
+    behind it may take ``wait_timeout_ms`` more, so the watchdog allows their
+    sum.  A script held behind a batch on the wire waits for that batch
+    first, so a caller's whole wait is bounded by two of those sums."""
 
     def __init__(
         self, host: str, port: int, *, replicas: int, wait_timeout_ms: int, **options: Any
     ) -> None:
         super().__init__(host, port, **options)
+        self._timeout_s += wait_timeout_ms / 1000
         self._wait = _pack(("WAIT", replicas, wait_timeout_ms))
 
     def _new_connection(self) -> _Connection:
