@@ -387,27 +387,39 @@ class ScriptRunner:
         importing node behind ``ASKING``: one that need not wait through
         redis-py's routing, a waited one in the importing node's next batch.
         A lost connection may have run it: never sent again."""
-        for attempt in range(2):
-            name, client = await nodes.for_key(keys[0], waited=wait)
-            try:
-                if isinstance(client, GroupCommitClient):
-                    return await self._run_grouped(client, script, keys, args)
-                return await self._run_alone(script, keys, args, client)
-            except rexc.MovedError:  # a MovedError is an AskError too: first
-                await nodes.learn(keys[0])
-                if attempt:
-                    raise
-            except rexc.AskError as asked:
-                if not wait:
-                    return await script(keys=list(keys), args=list(args))
-                host = asked.host or name.rsplit(":", 1)[0]  # Redis may leave its own host out
-                importing = nodes.at(host, int(asked.port), waited=True)
-                assert isinstance(importing, GroupCommitClient)
-                return await self._run_grouped(importing, script, keys, args, asking=True)
-            except (rexc.ConnectionError, rexc.TimeoutError):
-                await nodes.forget(name, keys[0], waited=wait)
-                raise
-        raise AssertionError("unreachable: the second attempt returns or raises")
+        try:
+            return await self._run_on_owner(nodes, script, keys, args, wait=wait)
+        except rexc.MovedError:  # nothing ran: once more, on the owner redis-py has learnt
+            return await self._run_on_owner(nodes, script, keys, args, wait=wait)
+
+    async def _run_on_owner(
+        self,
+        nodes: NodePipes,
+        script: AsyncScript,
+        keys: Sequence[str],
+        args: Sequence[Any],
+        *,
+        wait: bool,
+    ) -> Any:
+        """One attempt, on the primary redis-py's slot map names for the key."""
+        name, client = await nodes.for_key(keys[0], waited=wait)
+        try:
+            if isinstance(client, GroupCommitClient):
+                return await self._run_grouped(client, script, keys, args)
+            return await self._run_alone(script, keys, args, client)
+        except rexc.MovedError:  # a MovedError is an AskError too: first
+            await nodes.learn(keys[0])
+            raise
+        except rexc.AskError as asked:
+            if not wait:
+                return await script(keys=list(keys), args=list(args))
+            host = asked.host or name.rsplit(":", 1)[0]  # Redis may leave its own host out
+            importing = nodes.at(host, int(asked.port), waited=True)
+            assert isinstance(importing, GroupCommitClient)
+            return await self._run_grouped(importing, script, keys, args, asking=True)
+        except (rexc.ConnectionError, rexc.TimeoutError):
+            await nodes.forget(name, keys[0], waited=wait)
+            raise
 
     async def _run_alone(
         self, script: AsyncScript, keys: Sequence[str], args: Sequence[Any], alone: Any = None
