@@ -24,7 +24,7 @@ import yaml
 from router.known_keys import DEMO_API_KEY
 from tests.procs.net import free_port, wait_port
 from tests.procs.postgres import PostgresProcess
-from tests.procs.redis import RedisCluster, ReplicatedRedis, cli
+from tests.procs.redis import RedisCluster, ReplicatedRedis, cli, tls_listener
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_KEY = DEMO_API_KEY
@@ -172,8 +172,8 @@ class Stack:
         data = self.workdir / "redis"
         shutil.rmtree(data, ignore_errors=True)  # every run starts from an empty Redis
         data.mkdir()
-        self.redis_tls_url = None
-        speaks_tls = self._tls_args(data) if tls else []
+        listener = tls_listener(data, trustme.CA()) if tls else None
+        self.redis_tls_url = listener.url if listener is not None else None
         self.redis = Proc(
             "redis",
             [
@@ -192,35 +192,13 @@ class Stack:
                 "always",
                 "--protected-mode",
                 "no",
-                *speaks_tls,
+                *(listener.args if listener is not None else ()),
             ],
             port,
             self.workdir / "redis.log",
         ).start()
         self.procs.append(self.redis)
         return self.redis
-
-    def _tls_args(self, data: Path) -> list[str]:
-        ca = trustme.CA()
-        issued = ca.issue_cert("127.0.0.1")
-        ca_file, cert, key = data / "ca.pem", data / "cert.pem", data / "key.pem"
-        ca.cert_pem.write_to_path(str(ca_file))
-        issued.cert_chain_pems[0].write_to_path(str(cert))
-        issued.private_key_pem.write_to_path(str(key))
-        tls_port = free_port()
-        self.redis_tls_url = f"rediss://127.0.0.1:{tls_port}/0?ssl_ca_certs={ca_file}"
-        return [
-            "--tls-port",
-            str(tls_port),
-            "--tls-cert-file",
-            str(cert),
-            "--tls-key-file",
-            str(key),
-            "--tls-ca-cert-file",
-            str(ca_file),
-            "--tls-auth-clients",
-            "no",
-        ]
 
     async def stop_replicated_redis(self) -> None:
         if self.replicated is not None:

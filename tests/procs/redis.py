@@ -9,6 +9,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import trustme
@@ -32,6 +33,44 @@ def cli(port: int, *args: str) -> str:
     return out.stdout
 
 
+@dataclass(frozen=True)
+class TlsListener:
+    """A redis-server's TLS port, with a certificate for 127.0.0.1 from ``ca``."""
+
+    port: int
+    ca_file: Path
+    args: tuple[str, ...]
+
+    @property
+    def url(self) -> str:
+        """rediss://, verifying the server against the CA."""
+        return f"rediss://127.0.0.1:{self.port}/0?ssl_ca_certs={self.ca_file}"
+
+
+def tls_listener(workdir: Path, ca: trustme.CA) -> TlsListener:
+    """Write the CA and a server certificate into ``workdir``; the
+    redis-server arguments that listen for TLS with them on a free port."""
+    ca_file, cert, key = workdir / "ca.pem", workdir / "cert.pem", workdir / "key.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    issued = ca.issue_cert("127.0.0.1")
+    issued.cert_chain_pems[0].write_to_path(str(cert))
+    issued.private_key_pem.write_to_path(str(key))
+    port = free_port()
+    args = (
+        "--tls-port",
+        str(port),
+        "--tls-cert-file",
+        str(cert),
+        "--tls-key-file",
+        str(key),
+        "--tls-ca-cert-file",
+        str(ca_file),
+        "--tls-auth-clients",
+        "no",
+    )
+    return TlsListener(port, ca_file, args)
+
+
 class RedisProcess:
     """One redis-server.  ``durable`` turns on AOF with fsync always, as
     production must run it: a restart then keeps every acknowledged write.
@@ -52,29 +91,9 @@ class RedisProcess:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port(with_cluster_bus="--cluster-enabled" in extra)
         self.durable = durable
-        self.extra = extra + (self._tls_args(tls) if tls is not None else ())
+        self.tls = tls_listener(workdir, tls) if tls is not None else None
+        self.extra = extra + (self.tls.args if self.tls is not None else ())
         self.proc: subprocess.Popen[bytes] | None = None
-
-    def _tls_args(self, ca: trustme.CA) -> tuple[str, ...]:
-        self.tls_port = free_port()
-        self.ca_file = self.workdir / "ca.pem"
-        ca.cert_pem.write_to_path(str(self.ca_file))
-        issued = ca.issue_cert("127.0.0.1")
-        cert, key = self.workdir / "cert.pem", self.workdir / "key.pem"
-        issued.cert_chain_pems[0].write_to_path(str(cert))
-        issued.private_key_pem.write_to_path(str(key))
-        return (
-            "--tls-port",
-            str(self.tls_port),
-            "--tls-cert-file",
-            str(cert),
-            "--tls-key-file",
-            str(key),
-            "--tls-ca-cert-file",
-            str(self.ca_file),
-            "--tls-auth-clients",
-            "no",
-        )
 
     @property
     def url(self) -> str:
@@ -82,8 +101,13 @@ class RedisProcess:
 
     @property
     def tls_url(self) -> str:
-        """rediss://, verifying the server against the test CA."""
-        return f"rediss://127.0.0.1:{self.tls_port}/0?ssl_ca_certs={self.ca_file}"
+        assert self.tls is not None, "started without tls"
+        return self.tls.url
+
+    @property
+    def ca_file(self) -> Path:
+        assert self.tls is not None, "started without tls"
+        return self.tls.ca_file
 
     def start(self) -> None:
         assert REDIS_SERVER is not None
