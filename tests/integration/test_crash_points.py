@@ -12,6 +12,7 @@ answer and the records must equal the sandbox ledgers.
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -45,8 +46,11 @@ def primary_with_replica(tmp_path_factory: pytest.TempPathFactory) -> Iterator[R
     replica = RedisProcess(workdir / "replica", extra=follows)
     try:
         replica.start()
+        deadline = time.monotonic() + 30  # the first sync of an empty primary: milliseconds
         while "master_link_status:up" not in cli(replica.port, "INFO", "replication"):
-            pass  # the first sync of an empty primary: a few milliseconds
+            if time.monotonic() > deadline:
+                raise RuntimeError("the replica never caught up with the primary")
+            time.sleep(0.01)
         yield primary
     finally:
         replica.stop()
