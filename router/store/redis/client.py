@@ -380,28 +380,14 @@ class ScriptRunner:
         args: Sequence[Any],
         *,
         wait: bool,
+        moved: bool = False,
     ) -> Any:
         """On the key's primary.  A redirect means nothing ran: once redis-py
-        has learnt the new owner, the script is sent there.  During a slot's
-        migration (``ASK``: the key has left), the script goes to the
-        importing node behind ``ASKING``: one that need not wait through
-        redis-py's routing, a waited one in the importing node's next batch.
-        A lost connection may have run it: never sent again."""
-        try:
-            return await self._run_on_owner(nodes, script, keys, args, wait=wait)
-        except rexc.MovedError:  # nothing ran: once more, on the owner redis-py has learnt
-            return await self._run_on_owner(nodes, script, keys, args, wait=wait)
-
-    async def _run_on_owner(
-        self,
-        nodes: NodePipes,
-        script: AsyncScript,
-        keys: Sequence[str],
-        args: Sequence[Any],
-        *,
-        wait: bool,
-    ) -> Any:
-        """One attempt, on the primary redis-py's slot map names for the key."""
+        has learnt the new owner, the script is sent there, once (``moved``).
+        During a slot's migration (``ASK``: the key has left), the script goes
+        to the importing node behind ``ASKING``: one that need not wait
+        through redis-py's routing, a waited one in the importing node's next
+        batch.  A lost connection may have run it: never sent again."""
         name, client = await nodes.for_key(keys[0], waited=wait)
         try:
             if isinstance(client, GroupCommitClient):
@@ -409,7 +395,9 @@ class ScriptRunner:
             return await self._run_alone(script, keys, args, client)
         except rexc.MovedError:  # a MovedError is an AskError too: first
             await nodes.learn(keys[0])
-            raise
+            if moved:
+                raise
+            return await self._run_on_node(nodes, script, keys, args, wait=wait, moved=True)
         except rexc.AskError as asked:
             if not wait:
                 return await script(keys=list(keys), args=list(args))
