@@ -17,7 +17,7 @@ import yaml
 from pydantic import TypeAdapter, ValidationError
 
 from adapters.sandbox.faults import FaultRule
-from adapters.sandbox.server import SandboxServer
+from adapters.sandbox.server import SandboxServer, keep_books_out_of_the_collector
 from router.config import DEMO_CONFIG, ConfigError, load_config
 from router.http.app import create_app
 from router.http.ops import metrics_app
@@ -86,6 +86,7 @@ def _sandbox(args: argparse.Namespace) -> int:
     async def run() -> None:
         server = SandboxServer(args.name, args.host, args.port, api_key=args.api_key, faults=faults)
         await server.start()
+        keep_books_out_of_the_collector()
         print(f"sandbox acquirer {args.name} listening on {server.url}", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
