@@ -44,16 +44,20 @@ end
 function done(summary, latency, requests)
   local total = 0
   for _, thread in ipairs(threads) do total = total + thread:get("paid") end
-  io.write(string.format("WRK paid=%d answered=%d\\n", total, summary.requests))
+  io.write(string.format("WRK paid=%d answered=%d p50=%d p99=%d\\n", total, summary.requests,
+    latency:percentile(50), latency:percentile(99)))
 end
 """
-_RESULT = re.compile(r"WRK paid=(\d+) answered=(\d+)")
+_RESULT = re.compile(r"WRK paid=(\d+) answered=(\d+) p50=(\d+) p99=(\d+)")
 
 
 @dataclass(frozen=True)
 class Counted:
     paid: int
     answered: int
+    #: wrk's own latency percentiles of the run (every answer, in ms)
+    p50_ms: float
+    p99_ms: float
 
 
 def available() -> bool:
@@ -96,7 +100,23 @@ async def closed_loop(
         stderr=asyncio.subprocess.STDOUT,
     )
     printed, _ = await proc.communicate()
-    found = _RESULT.search(printed.decode(errors="replace"))
-    if proc.returncode != 0 or found is None:
+    counted = counted_from(printed.decode(errors="replace"))
+    if proc.returncode != 0 or counted is None:
         raise RuntimeError(f"wrk failed: {printed.decode(errors='replace')[-500:]}")
-    return Counted(paid=int(found[1]), answered=int(found[2]))
+    return counted
+
+
+def counted_from(printed: str) -> Counted | None:
+    """The script's summary line.  wrk's percentiles are corrected for
+    coordinated omission (a stall also counts once for each request the
+    caller would have sent meanwhile, at the run's mean interval), so a
+    side that answers faster pays more for the same stall."""
+    found = _RESULT.search(printed)
+    if found is None:
+        return None
+    return Counted(
+        paid=int(found[1]),
+        answered=int(found[2]),
+        p50_ms=int(found[3]) / 1000,
+        p99_ms=int(found[4]) / 1000,
+    )

@@ -10,6 +10,7 @@ import pytest
 from benchmarks.checks import double_charges
 from benchmarks.report import added_latency_chart, percentile, ratio_interval
 from benchmarks.run import redis_cost_chart
+from benchmarks.wrk import Counted, counted_from
 
 
 def test_percentiles_use_the_nearest_rank() -> None:
@@ -77,6 +78,23 @@ def test_the_added_latency_chart_is_drawn_from_a_per_core_result(tmp_path: Path)
     }
     out = added_latency_chart(per_core, tmp_path / "latency.png")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    per_core["closed_loop_latency"] = {
+        "connections": 2,
+        "direct": {},
+        "baseline": side,
+        "router": side,
+    }
+    out = added_latency_chart(per_core, tmp_path / "latency-closed.png")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_wrks_summary_line_gives_the_paid_answers_and_its_percentiles_in_ms() -> None:
+    printed = (
+        "Running 4s test @ http://127.0.0.1:1/v1/payments\n"
+        "WRK paid=995 answered=1000 p50=1978 p99=4211\n"
+    )
+    assert counted_from(printed) == Counted(paid=995, answered=1000, p50_ms=1.978, p99_ms=4.211)
+    assert counted_from("unable to connect to 127.0.0.1:1 Connection refused") is None
 
 
 def test_the_redis_cost_chart_is_drawn_from_a_redis_cost_result(tmp_path: Path) -> None:
