@@ -215,6 +215,30 @@ async def _latency(
     return latency
 
 
+async def _by_concurrency(
+    s: Stack, sides: dict[str, tuple[Proc, Target]], spec: dict[str, Any]
+) -> dict[str, Any]:
+    """CPU per payment under closed loops of a few sizes (``concurrencies``),
+    each side alone on the hot core, the order swapped at each size: how the
+    ratio moves with load.  A busier event loop batches more (one system
+    call for several answers), and the two sides do not gain alike."""
+    split = cpu_split()
+    assert split is not None
+    found: dict[str, Any] = {}
+    for index, callers in enumerate(spec["concurrencies"]):
+        level: dict[str, Any] = {}
+        for name in list(sides) if index % 2 == 0 else list(reversed(sides)):
+            proc, target = sides[name]
+            s.pin_all([proc], *split)
+            level[name] = await _one_core(
+                s, proc, target, {**spec, "concurrency": callers}, f"{name}-c{callers}"
+            )
+        first, second = (level[name]["cpu_us_per_payment"] for name in sides)
+        found[str(callers)] = {**level, "cpu_ratio": round(second / first, 2)}
+    s.pin_all([], *split)
+    return found
+
+
 async def _latency_closed(
     s: Stack, sides: dict[str, tuple[Proc | None, Target]], spec: dict[str, Any]
 ) -> dict[str, Any]:
@@ -310,6 +334,7 @@ async def per_core(s: Stack, spec: dict[str, Any], out: Path) -> dict[str, Any]:
         spec,
     )
     s.stop(multiplexed)
+    by_concurrency = await _by_concurrency(s, sides, spec)
     latency = await _latency(s, sides, spec, "")
     # the same with the journal's writes acknowledged before they are on disk:
     # how much of the added latency is this machine's disk, not the router
@@ -349,6 +374,7 @@ async def per_core(s: Stack, spec: dict[str, Any], out: Path) -> dict[str, Any]:
         "baseline_added_p99_ms": added["baseline"]["added_p99_ms"],
         "without_disk_wait": _added(no_disk_wait, direct_ms),
         "closed_loop_latency": closed,
+        "by_concurrency": by_concurrency,
         "targets": {
             "cpu_ratio": 1.5,
             "added_p50_ms": 0.6,
@@ -363,6 +389,18 @@ async def per_core(s: Stack, spec: dict[str, Any], out: Path) -> dict[str, Any]:
         out / "per-core-cpu.png",
     )
     report.added_latency_chart(result, out / "per-core-latency.png")
+    report.grouped_bar_chart(
+        {
+            f"{callers} caller{'s' if callers != '1' else ''} ({level['cpu_ratio']}x)": {
+                "bare journaled proxy": level["baseline"]["cpu_us_per_payment"],
+                "payrouter": level["router"]["cpu_us_per_payment"],
+            }
+            for callers, level in by_concurrency.items()
+        },
+        "CPU per payment on one pinned core, by closed-loop callers",
+        "us of CPU",
+        out / "per-core-by-concurrency.png",
+    )
     return result
 
 
