@@ -633,7 +633,8 @@ def _proxy(s: Stack) -> StallingProxy:
 
 
 async def _stall_replication(s: Stack, routers: list[Proc], event: Event) -> None:
-    _proxy(s).stall()
+    assert s.replicated is not None
+    s.replicated.stall_replication()
 
 
 async def _fail_over(s: Stack, routers: list[Proc], event: Event) -> None:

@@ -58,7 +58,8 @@ def _grouped(redis: ReplicatedRedis, wait_timeout_ms: int = 5_000) -> GroupCommi
 
 
 def _link(redis: ReplicatedRedis) -> StallingProxy:
-    """The replica's way to the primary, which the tests stall."""
+    """The replica's way to the primary, which ``stall_replication`` stalls
+    and the tests resume."""
     assert redis.proxy is not None
     return redis.proxy
 
@@ -70,7 +71,7 @@ async def _a_wait_held_open(
     open by the stalled replica link: (the client, the script's sha, that call)."""
     client = _grouped(redis)
     sha = await client.script_load(script)
-    _link(redis).stall()
+    redis.stall_replication()
     call = asyncio.ensure_future(client.evalsha_waited(sha, 1, *first))
     assert await until(lambda: _blocked_in_wait(redis.primary.port), seconds=10)
     return client, sha, call
@@ -168,7 +169,7 @@ async def test_a_batch_no_replica_acknowledged_fails_closed_for_every_script_in_
     runner = ScriptRunner(client_from_url(url), replicas=1, wait_timeout_ms=200, grouped=grouped)
     script = runner.register(SET)
     await grouped.script_load(SET)  # else the first batch is NOSCRIPT, and a second one runs
-    _link(replicated_redis).stall()
+    replicated_redis.stall_replication()
     before = _waits(replicated_redis.primary.port)
     outcomes = await asyncio.gather(
         *(runner.run(script, [f"k{n}"], ["v"], durable=True) for n in range(10)),

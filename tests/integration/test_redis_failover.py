@@ -46,7 +46,7 @@ async def test_a_write_ahead_no_replica_acknowledged_fails_closed_and_nothing_is
     a, b = two_sandboxes
     client = await router_factory(_config(replicated_redis, a, b))
     assert replicated_redis.proxy is not None
-    replicated_redis.proxy.stall()
+    replicated_redis.stall_replication()
     resp = await client.post("/v1/payments", json=SALE, headers=headers("k-1"))
     body = await resp.json(content_type=None)
     assert (resp.status, body["code"]) == (503, "store_unavailable")
@@ -73,7 +73,7 @@ async def test_noreplicas_from_a_primary_that_must_not_write_alone_is_a_503(
         a, b = two_sandboxes
         client = await router_factory(_config(redis, a, b, replicas=0))
         assert redis.proxy is not None
-        redis.proxy.stall()
+        redis.stall_replication()
         assert await until(
             lambda: "min_slaves_good_slaves:0" in cli(redis.primary.port, "INFO", "replication"),
             seconds=15,
@@ -122,7 +122,7 @@ async def test_a_failover_to_a_lagging_replica_loses_nothing_and_charges_nothing
 
     async def chaos() -> None:
         assert await until(lambda: len(outcomes) >= 10, seconds=20)
-        proxy.stall()  # the replica falls behind ...
+        replicated_redis.stall_replication()  # the replica falls behind ...
         await asyncio.sleep(1.0)  # ... while payments go on ...
         await replicated_redis.fail_over()  # ... and is promoted without the latest writes
         proxy.resume()

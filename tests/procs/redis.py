@@ -385,6 +385,33 @@ class ReplicatedRedis:
                 raise RuntimeError("the replicated Redis did not settle")
             await asyncio.sleep(0.05)
 
+    def through_proxy(self) -> bool:
+        """Whether the replica's link to the primary still goes through the proxy."""
+        assert self.proxy is not None
+        lines = {line.strip() for line in self._info(self.replica, "replication").splitlines()}
+        return {f"master_port:{self.proxy.port}", "master_link_status:up"} <= lines
+
+    def stall_replication(self) -> None:
+        """Stall the replica's link to the primary: writes reach the primary,
+        not the replica.
+
+        Only for a while after start.  The sentinels see that the replica's
+        master address (the proxy's) is not the primary's and, about
+        ``failover-timeout`` later (10 s after start here), point the replica
+        at the primary itself (Sentinel's ``+fix-slave-config``), after which
+        stalling the proxy would hold nothing back, and a test of a lagging
+        replica would pass without one.  Pointing it back does not last: each
+        of the three sentinels fixes it on its own schedule.  So a stall that
+        comes too late is refused, loudly."""
+        assert self.proxy is not None
+        assert self.proxy.upstream_port == self.primary.port, "after a failover it leads nowhere"
+        if not self.through_proxy():
+            raise AssertionError(
+                "the sentinels have pointed the replica at the primary itself: stalling the "
+                "proxy would hold nothing back (stall within 10 s of start)"
+            )
+        self.proxy.stall()
+
     def primary_port(self) -> int:
         """Where the sentinels say the primary is now."""
         out = cli(self.sentinel_ports[0], "SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.SERVICE)
