@@ -55,7 +55,7 @@ _RESULT = re.compile(r"WRK paid=(\d+) answered=(\d+) p50=(\d+) p99=(\d+)")
 class Counted:
     paid: int
     answered: int
-    #: wrk's own latency percentiles of the run (every answer, in ms)
+    #: wrk's latency percentiles of the run, in ms (see :func:`counted_from`)
     p50_ms: float
     p99_ms: float
 
