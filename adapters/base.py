@@ -14,7 +14,7 @@ import contextvars
 import enum
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, ClassVar
 
 import aiohttp
@@ -32,6 +32,7 @@ from adapters.errors import CredentialRefused, IntegrationError, OutcomeUnknown
 from adapters.forwarding import Forwarder, Outbound
 from adapters.settings import AcquirerSettings, Timeouts
 from adapters.transport import HttpReply, tls_context, transport_boundary
+from adapters.values import frozen
 
 #: the router's request id, sent on to acquirers for tracing across both logs
 REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar(
@@ -63,7 +64,7 @@ class ResultStatus(enum.StrEnum):
     PENDING = "pending"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class NextAction:
     """What the shopper must do before the acquirer can answer (3-D Secure, redirects)."""
 
@@ -73,7 +74,7 @@ class NextAction:
     data: Mapping[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class AcquirerResult:
     """The acquirer's definite answer to one operation."""
 
@@ -95,7 +96,7 @@ class AcquirerResult:
 # --------------------------------------------------------------------------- orders
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class PaymentOrder:
     """Authorize or sale.  ``idempotency_key`` is the *acquirer* key the router
     derived; it is sent unchanged on every replay."""
@@ -118,7 +119,7 @@ class PaymentOrder:
         return Operation.SALE if self.capture else Operation.AUTHORIZE
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class FollowOnOrder:
     """Capture, void or refund of a payment the acquirer already knows."""
 
@@ -132,7 +133,7 @@ class FollowOnOrder:
     reason: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class AuthenticationOrder:
     """Finish what a pending create asked the shopper to do (3-D Secure)."""
 
@@ -146,7 +147,7 @@ class AuthenticationOrder:
     create_key: str
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class StatusQuery:
     """Ask the acquirer what became of one operation we sent.
 

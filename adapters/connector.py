@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import orjson
 
 from adapters.base import AcquirerResult, Adapter, Operation
 from adapters.settings import AcquirerSettings
+from adapters.values import frozen
 
 
 class WebhookRefused(Exception):
@@ -57,7 +57,7 @@ class Target(enum.StrEnum):
     REFUND = "refund"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class AcquirerEvent:
     """One verified event in the router's vocabulary.
 
@@ -77,7 +77,7 @@ class AcquirerEvent:
     payment_reference: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class WebhookAck:
     """What an acquirer expects back once a delivery is accepted."""
 
@@ -108,7 +108,7 @@ class EmbeddedAcquirer(Protocol):
     async def close(self) -> None: ...
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Connector:
     kind: str
     settings: type[AcquirerSettings]

@@ -19,21 +19,23 @@ let a merchant-initiated payment go through any acquirer.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import field
+
+from adapters.values import frozen
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class AcquirerToken:
     token: str
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class VaultCard:
     vault: str
     token: str
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class NetworkToken:
     number: str = field(repr=False)
     expiry_month: int
@@ -66,7 +68,7 @@ class Sequence(enum.StrEnum):
     INSTALLMENT = "installment"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class StoredCredential:
     initiator: Initiator
     usage: Usage

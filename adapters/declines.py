@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass
+
+from adapters.values import frozen
 
 
 class DeclineCategory(enum.StrEnum):
@@ -65,7 +66,7 @@ def category_of(code: DeclineCode) -> DeclineCategory:
     return DeclineCategory.SOFT if code in _SOFT else DeclineCategory.HARD
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Decline:
     """A normalized decline with the acquirer's own words beside it."""
 

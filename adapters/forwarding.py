@@ -40,6 +40,7 @@ from adapters.credentials import VaultCard
 from adapters.errors import CredentialRefused, IntegrationError, NotProcessed, OutcomeUnknown
 from adapters.settings import EnvSecret
 from adapters.transport import HttpReply
+from adapters.values import frozen
 
 #: the error code of a vault that could not connect to the destination at all
 #: (the sandbox vault's; nothing was sent, so the payment may fail over)
@@ -49,7 +50,7 @@ UNREACHABLE = "destination_unreachable"
 REPLACEMENTS = ("card_number", "card_expiry", "card_cvc", "cardholder_name")
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class CardFields:
     """What an adapter writes where the card goes: strings, or, for an API
     whose expiry fields are numbers, the ``*_int`` placeholders."""
@@ -95,7 +96,7 @@ def reveal(body: bytes, cards: Mapping[str, Mapping[str, Any]]) -> bytes:
     return _PLACEHOLDER.sub(one, body.decode()).encode()
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Outbound:
     """The acquirer request as the adapter wrote it."""
 

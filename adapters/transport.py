@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -13,6 +12,7 @@ import orjson
 
 from adapters.errors import AcquirerError, NotProcessed, OutcomeUnknown
 from adapters.settings import AcquirerSettings
+from adapters.values import frozen
 
 #: foreign failures in the order they are tested (subclasses before their bases):
 #: the connect phase cannot have reached the acquirer; anything later might have
@@ -61,7 +61,7 @@ class transport_boundary:  # lower case: it reads as the function it replaced
                     raise ours(self._acquirer, reason, str(exc)) from exc
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class HttpReply:
     status: int
     headers: Mapping[str, str]

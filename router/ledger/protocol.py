@@ -12,9 +12,9 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Protocol
 
+from adapters.values import frozen
 from router.payments.records import PaymentRecord, RefundRecord
 from router.payments.states import PaymentState
 from router.store.protocol import ChangeEvent
@@ -32,7 +32,7 @@ class SchemaNotCurrent(LedgerError):
     """The database schema lags behind this version of payrouter."""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Change:
     """One version of one record, as the outbox delivers it (``raw``: the
     record's JSON as stored, so it need not be serialized again)."""
@@ -53,7 +53,7 @@ class MovementKind(enum.StrEnum):
     REFUND = "refund"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Movement:
     """Money that moved (or was reserved) at an acquirer: one line for finance.
 
@@ -75,7 +75,7 @@ class Movement:
     at_ms: int
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class HistoryEvent:
     record_kind: str  # payment | refund
     record_id: str
@@ -92,7 +92,7 @@ CURSOR_PATTERN = r"^[0-9a-f]{1,12}\.[a-z]{2,4}_(?![0-9a-f]*[0-9]{13})[0-9a-f]{24
 _CURSOR = re.compile(CURSOR_PATTERN)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Cursor:
     """Where a page of payments (newest first) ended."""
 
@@ -111,7 +111,7 @@ class Cursor:
         return cls(int(created, 16), payment_id)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class PaymentQuery:
     tenant: str
     merchant_reference: str | None = None
@@ -123,7 +123,7 @@ class PaymentQuery:
     after: Cursor | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Page:
     payments: list[PaymentRecord]
     next_cursor: Cursor | None

@@ -23,11 +23,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 
 import orjson
 
 from adapters.base import Operation
+from adapters.values import frozen
 from router.payments.answers import problem_answer
 from router.payments.context import ApiResult, Call
 from router.payments.journal import Draft
@@ -51,7 +51,7 @@ from router.store.protocol import (
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Run:
     """One claimed execution: the handle through which the records are finished."""
 

@@ -12,15 +12,16 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import Awaitable
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Protocol
 
 from adapters.base import AcquirerResult, Adapter, Operation, StatusQuery
+from adapters.values import frozen
 from router.payments.records import Source
 from router.runtime import Runtime
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Caller:
     """Who asks: the caller's name in the config, and the key's mode."""
 
@@ -46,7 +47,7 @@ class Deadline:
         return self._until - self._loop.time()
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Call:
     rt: Runtime
     caller: Caller
@@ -60,7 +61,7 @@ class Call:
         return self.caller.tenant
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ApiResult:
     status: int
     body: dict[str, Any]

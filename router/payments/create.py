@@ -16,7 +16,6 @@ import dataclasses
 import functools
 import logging
 from collections.abc import Awaitable, Mapping
-from dataclasses import dataclass
 
 from adapters.base import (
     AcquirerResult,
@@ -29,6 +28,7 @@ from adapters.base import (
 from adapters.credentials import Credential, StoredCredential
 from adapters.declines import Decline
 from adapters.errors import IntegrationError, NotProcessed
+from adapters.values import frozen
 from router.payments import methods, outcomes
 from router.payments.answers import create_answer, problem_answer
 from router.payments.cards_on_file import stored_credential_of
@@ -61,7 +61,7 @@ log = logging.getLogger(__name__)
 S = PaymentState
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class CreateIntent:
     """What is sent to each acquirer: the same payment, in each one's credential."""
 

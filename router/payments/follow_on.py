@@ -13,10 +13,10 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Awaitable
-from dataclasses import dataclass
 
 from adapters.base import AcquirerResult, Adapter, FollowOnOrder, Operation, StatusQuery
 from adapters.errors import IntegrationError, NotProcessed
+from adapters.values import frozen
 from router.payments import outcomes
 from router.payments.answers import operation_answer
 from router.payments.claims import Run, claim, held, settle
@@ -43,7 +43,7 @@ from router.store.protocol import Claimed, ClaimRequest
 ID_PREFIX = {Operation.CAPTURE: "cap", Operation.VOID: "void", Operation.REFUND: "re"}
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class FollowOnIntent:
     """A capture, void or refund of a payment the acquirer already knows."""
 

@@ -18,13 +18,13 @@ the reason.  :func:`credential_for` turns the API's method into the
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from adapters.base import PaymentOrder
 from adapters.credentials import AcquirerToken, Credential, NetworkToken, VaultCard
 from adapters.forwarding import VaultSettings
 from adapters.registry import CONNECTORS
+from adapters.values import frozen
 from router.pan import Path
 from router.payments.models import AcquirerTokens, CreatePayment, NetworkTokenMethod, VaultToken
 from router.payments.records import MethodSummary
@@ -32,12 +32,12 @@ from router.payments.records import MethodSummary
 Method = AcquirerTokens | VaultToken | NetworkTokenMethod
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Ineligible:
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Where:
     """An acquirer, as far as credentials go: its name and its kind."""
 

@@ -22,10 +22,10 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING
 
+from adapters.values import frozen
 from router.store.protocol import Commit, Lease, LeaseLost, Store, StoreUnavailable
 
 if TYPE_CHECKING:
@@ -51,7 +51,7 @@ class Fate(Enum):
     DROPPED = "dropped"  # over LIMIT: left to lapse
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class _Entry:
     key: tuple[str, str]  # (scope, owner)
     commit: Commit

@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Protocol
 
 import orjson
 
+from adapters.values import frozen
 from router.payments.records import PaymentRecord, Record, RefundRecord, Source, StoredResponse
 from router.store.keys import ALL_SHARDS, DocKind
 
@@ -47,7 +48,7 @@ class LeaseLost(Exception):
 # ----------------------------------------------------------------------- claims
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Write:
     """Compare-and-set one record: ``expected`` is the stored version it
     replaces (0: the record must not exist yet)."""
@@ -65,7 +66,7 @@ class Write:
         return DocKind.PAYMENT if isinstance(self.record, PaymentRecord) else DocKind.REFUND
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ChangeEvent:
     """One version of one record, as the outbox carries it to the system of
     record and to webhook subscribers."""
@@ -96,7 +97,7 @@ class ChangeEvent:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ClaimRequest:
     scope: str
     shard: int
@@ -116,7 +117,7 @@ class ClaimRequest:
     reconcile: tuple[str, int] | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Claimed:
     resource_id: str
     fresh: bool  # a new record: nobody worked on this key before
@@ -125,17 +126,17 @@ class Claimed:
     records: dict[str, Record | None] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Replay:
     response: StoredResponse
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Busy:
     retry_after_ms: int
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Mismatch:
     pass
 
@@ -154,7 +155,7 @@ class Finish(enum.Enum):
     RELEASE = "release"  # give the lease back; the next retry continues
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Lease:
     scope: str
     owner: str
@@ -162,7 +163,7 @@ class Lease:
     response: StoredResponse | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Commit:
     shard: int
     writes: tuple[Write, ...] = ()
@@ -175,19 +176,19 @@ class Commit:
     durable: bool = True
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Committed:
     pass
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Conflict:
     """A record moved on since it was read: re-read and apply again."""
 
     record_id: str
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class AlreadySeen:
     pass
 
@@ -205,7 +206,7 @@ def load_record(kind: DocKind, body: str | bytes) -> Record:
     return RefundRecord.model_validate_json(body)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class OutboxEntry:
     shard: int
     entry_id: str
@@ -216,7 +217,7 @@ class OutboxEntry:
         return load_record(self.event.kind, self.record)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class FleetState:
     """What the operator asked of every instance."""
 
