@@ -161,6 +161,12 @@ def _geometric_mean(values: list[float]) -> float:
     return math.prod(values) ** (1 / len(values))
 
 
+def _in_turn(sides: dict[str, Any], round_: int) -> list[str]:
+    """The sides' order in a round: as given in even rounds, reversed in odd
+    ones, so that each side runs first as often as the other."""
+    return list(sides) if round_ % 2 == 0 else list(reversed(sides))
+
+
 async def _alternating_rounds(
     s: Stack, sides: dict[str, tuple[Proc, Target]], spec: dict[str, Any]
 ) -> tuple[dict[str, list[dict[str, float]]], list[float]]:
@@ -181,7 +187,7 @@ async def _alternating_rounds(
         s.pin_all([proc], *split)
         await _closed_loop_counted(s, target, {**spec, "duration_s": 2}, f"{name}-warmup")
     for round_ in range(2 * ((spec["rounds"] + 1) // 2)):  # even: each order as often
-        for name in list(sides) if round_ % 2 == 0 else list(reversed(sides)):
+        for name in _in_turn(sides, round_):
             proc, target = sides[name]
             s.pin_all([proc], *split)
             rounds[name].append(await _one_core(s, proc, target, spec, f"{name}-{round_}"))
@@ -227,7 +233,7 @@ async def _by_concurrency(
     found: dict[str, Any] = {}
     for index, callers in enumerate(spec["concurrencies"]):
         level: dict[str, Any] = {}
-        for name in list(sides) if index % 2 == 0 else list(reversed(sides)):
+        for name in _in_turn(sides, index):
             proc, target = sides[name]
             s.pin_all([proc], *split)
             level[name] = await _one_core(
@@ -255,7 +261,7 @@ async def _latency_closed(
     connections = spec["latency_connections"]
     seen: dict[str, list[wrk.Counted]] = {name: [] for name in sides}
     for round_ in range(spec["latency_rounds"]):
-        for name in list(sides) if round_ % 2 == 0 else list(reversed(sides)):
+        for name in _in_turn(sides, round_):
             proc, target = sides[name]
             s.pin_all([proc] if proc is not None else [], *split)
             seen[name].append(
